@@ -1,0 +1,18 @@
+//! mypod's sandbox library: everything needed to turn an OCI bundle into running
+//! containers of one pod — namespaces, mounts, cgroups, security, stdio — with no
+//! knowledge of ttrpc or containerd types, so it can be tested and reused alone.
+//!
+//! Container setup runs in a freshly exec'd helper (`init`), never between fork and
+//! exec of the multi-threaded caller: see [`container`] for the protocol.
+
+pub mod cgroup;
+pub mod container;
+pub mod init;
+pub mod mount;
+pub mod process;
+pub mod spec;
+pub mod stdio;
+pub mod wire;
+
+pub use container::{Container, CreateOpts};
+pub use process::ExitStatus;

@@ -1,1 +1,69 @@
-fn main() {}
+//! containerd-shim-mypod-v2: containerd shim v2 runtime serving a whole pod sandbox
+//! from one process, setting containers up itself (no runc).
+
+mod args;
+mod delete;
+mod error;
+mod events;
+mod logger;
+mod pod;
+mod serve;
+mod service;
+mod start;
+
+use std::io::Write;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("init") {
+        mypod_sandbox::init::main();
+    }
+    let args = match args::Args::parse(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("containerd-shim-mypod-v2: {e}");
+            std::process::exit(2);
+        }
+    };
+    if args.version {
+        println!(
+            "containerd-shim-mypod-v2 version {}",
+            env!("CARGO_PKG_VERSION")
+        );
+        return;
+    }
+    let code = match args.action.as_str() {
+        "start" => match start::run(&args) {
+            Ok(address) => {
+                // containerd 1.6 reads stdout and stderr together: print only this.
+                print!("{address}");
+                0
+            }
+            Err(e) => {
+                eprint!("mypod start: {e}");
+                1
+            }
+        },
+        "delete" => match delete::run(&args) {
+            Ok(bytes) => {
+                let _ = std::io::stdout().write_all(&bytes);
+                0
+            }
+            Err(e) => {
+                eprintln!("mypod delete: {e}");
+                1
+            }
+        },
+        "serve" => serve::run(args),
+        "" => {
+            eprintln!("usage: containerd-shim-mypod-v2 [-v] -namespace NS -address ADDR -id ID start|delete");
+            2
+        }
+        other => {
+            eprintln!("containerd-shim-mypod-v2: unknown action {other:?}");
+            2
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}

@@ -1,0 +1,386 @@
+//! Placing containers in cgroups (v1 hierarchies, or the v2 unified tree), device
+//! rules, listing and signalling members, and removal.
+//!
+//! Hand-written rather than cgroups-rs: placement needs a handful of file writes, and
+//! cgroups-rs 0.5 pulls zbus and a large graph into a shim whose memory is a goal.
+//! Resource limits come with their own issue.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oci_spec::runtime::LinuxDeviceCgroup;
+
+/// Errors creating, joining or removing a cgroup.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroupsPath {0:?}: systemd cgroup paths (slice:prefix:name) are not supported yet")]
+    Systemd(String),
+    #[error("cgroupsPath {0:?} escapes the cgroup root")]
+    Escapes(String),
+    #[error("no cgroup hierarchy is mounted")]
+    NoHierarchy,
+    #[error("cgroup {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One mounted hierarchy: its controllers (or name) and mount point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Controllers joined by ',' (`cpu,cpuacct`), `name=systemd`, or "" for cgroup2.
+    pub name: String,
+    pub mount: PathBuf,
+}
+
+/// The host's cgroup layout.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// v1 hierarchies, or the single cgroup2 mount on a unified host.
+    pub hierarchies: Vec<Hierarchy>,
+    pub v2: bool,
+}
+
+impl Layout {
+    /// Reads the layout from /proc/self/mountinfo.
+    pub fn detect() -> Result<Layout, CgroupError> {
+        let path = Path::new("/proc/self/mountinfo");
+        let text = fs::read_to_string(path).map_err(io(path))?;
+        Self::parse(&text)
+    }
+
+    /// Parses mountinfo text; v1 hierarchies win over a hybrid host's empty cgroup2.
+    pub fn parse(mountinfo: &str) -> Result<Layout, CgroupError> {
+        let mut v1 = Vec::new();
+        let mut v2 = None;
+        for line in mountinfo.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mount = left.split(' ').nth(4).unwrap_or_default();
+            let mut r = right.split(' ');
+            let fstype = r.next().unwrap_or_default();
+            let super_opts = r.nth(1).unwrap_or_default();
+            match fstype {
+                "cgroup" => {
+                    let name: Vec<&str> = super_opts
+                        .split(',')
+                        .filter(|o| {
+                            !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid")
+                                && !o.starts_with("release_agent")
+                                && *o != "clone_children"
+                                && *o != "noprefix"
+                                && *o != "xattr"
+                        })
+                        .collect();
+                    v1.push(Hierarchy {
+                        name: name.join(","),
+                        mount: PathBuf::from(mount),
+                    });
+                }
+                "cgroup2" if v2.is_none() => v2 = Some(PathBuf::from(mount)),
+                _ => {}
+            }
+        }
+        if !v1.is_empty() {
+            return Ok(Layout {
+                hierarchies: v1,
+                v2: false,
+            });
+        }
+        match v2 {
+            Some(mount) => Ok(Layout {
+                hierarchies: vec![Hierarchy {
+                    name: String::new(),
+                    mount,
+                }],
+                v2: true,
+            }),
+            None => Err(CgroupError::NoHierarchy),
+        }
+    }
+}
+
+/// A container's cgroup: one directory per hierarchy.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    /// (hierarchy name, directory).
+    pub dirs: Vec<(String, PathBuf)>,
+    pub v2: bool,
+}
+
+/// Checks a cgroupsPath and returns it relative to the hierarchy roots.
+pub fn relative_path(cgroups_path: &str) -> Result<PathBuf, CgroupError> {
+    if !cgroups_path.starts_with('/') && cgroups_path.split(':').count() == 3 {
+        return Err(CgroupError::Systemd(cgroups_path.to_string()));
+    }
+    let mut rel = PathBuf::new();
+    for c in Path::new(cgroups_path).components() {
+        match c {
+            std::path::Component::Normal(p) => rel.push(p),
+            std::path::Component::RootDir | std::path::Component::CurDir => {}
+            _ => return Err(CgroupError::Escapes(cgroups_path.to_string())),
+        }
+    }
+    if rel.as_os_str().is_empty() {
+        return Err(CgroupError::Escapes(cgroups_path.to_string()));
+    }
+    Ok(rel)
+}
+
+impl Cgroup {
+    /// The cgroup at `cgroups_path` (not created yet).
+    pub fn new(layout: &Layout, cgroups_path: &str) -> Result<Cgroup, CgroupError> {
+        let rel = relative_path(cgroups_path)?;
+        Ok(Cgroup {
+            dirs: layout
+                .hierarchies
+                .iter()
+                .map(|h| (h.name.clone(), h.mount.join(&rel)))
+                .collect(),
+            v2: layout.v2,
+        })
+    }
+
+    /// Creates the directories (cpuset ones inherit their parent's cpus and mems).
+    pub fn create(&self) -> Result<(), CgroupError> {
+        for (name, dir) in &self.dirs {
+            if name.split(',').any(|c| c == "cpuset") {
+                create_cpuset(dir)?;
+            } else {
+                fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `cgroup.procs` of every hierarchy: writing a pid there moves the process in.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|(_, d)| d.join("cgroup.procs"))
+            .collect()
+    }
+
+    /// Hierarchies to show inside the container: (name, host directory).
+    pub fn binds(&self) -> Vec<(String, PathBuf)> {
+        self.dirs.clone()
+    }
+
+    /// Pids of every process in the cgroup.
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let Some((_, dir)) = self
+            .dirs
+            .iter()
+            .find(|(n, _)| n.split(',').any(|c| c == "pids" || c == "memory"))
+            .or(self.dirs.first())
+        else {
+            return Ok(Vec::new());
+        };
+        let path = dir.join("cgroup.procs");
+        match fs::read_to_string(&path) {
+            Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Sends `sig` to every process in the cgroup; returns how many were signalled.
+    pub fn signal_all(&self, sig: i32) -> Result<usize, CgroupError> {
+        let pids = self.pids()?;
+        for pid in &pids {
+            // SAFETY: kill(2) has no memory effects; a stale pid yields ESRCH.
+            unsafe { libc::kill(*pid, sig) };
+        }
+        Ok(pids.len())
+    }
+
+    /// SIGKILLs everything in the cgroup until it is empty (bounded wait).
+    pub fn kill_all(&self) -> Result<(), CgroupError> {
+        for _ in 0..200 {
+            if self.signal_all(libc::SIGKILL)? == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// Removes the directories; processes that are still exiting get a moment.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        for (_, dir) in &self.dirs {
+            let mut tries = 0;
+            loop {
+                match fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => return Err(io(dir)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies device rules (v1 devices controller): the spec's rules in order, then
+    /// the defaults every container gets, as runc does.
+    pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+        let Some((_, dir)) = self
+            .dirs
+            .iter()
+            .find(|(n, _)| n.split(',').any(|c| c == "devices"))
+        else {
+            if !rules.is_empty() {
+                log::warn!("device cgroup rules not applied: no v1 devices hierarchy");
+            }
+            return Ok(());
+        };
+        for r in rules {
+            write_rule(dir, r.allow(), &device_rule(r))?;
+        }
+        if rules.is_empty() {
+            return Ok(());
+        }
+        for rule in DEFAULT_ALLOWED {
+            write_rule(dir, true, rule)?;
+        }
+        Ok(())
+    }
+}
+
+/// Device rules every container is allowed, whatever its spec denies (runc's list).
+const DEFAULT_ALLOWED: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:8 rwm",
+    "c 1:7 rwm",
+    "c 5:0 rwm",
+    "c 1:5 rwm",
+    "c 1:9 rwm",
+    "c 136:* rwm",
+    "c 5:2 rwm",
+    "c 10:200 rwm",
+];
+
+fn write_rule(dir: &Path, allow: bool, rule: &str) -> Result<(), CgroupError> {
+    let file = dir.join(if allow {
+        "devices.allow"
+    } else {
+        "devices.deny"
+    });
+    fs::write(&file, rule).map_err(io(&file))
+}
+
+/// Formats a device rule as the v1 devices controller reads it.
+pub fn device_rule(r: &LinuxDeviceCgroup) -> String {
+    let typ = r
+        .typ()
+        .map(|t| t.as_str().to_string())
+        .unwrap_or("a".into());
+    if typ == "a" {
+        return "a".into();
+    }
+    let num = |n: Option<i64>| {
+        n.filter(|n| *n >= 0)
+            .map_or("*".to_string(), |n| n.to_string())
+    };
+    let access = r.access().clone().unwrap_or_else(|| "rwm".into());
+    format!("{typ} {}:{} {access}", num(r.major()), num(r.minor()))
+}
+
+fn create_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_cpuset(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(io(dir)(e)),
+    }
+    let parent = dir.parent().unwrap_or(dir);
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let mine = dir.join(f);
+        if fs::read_to_string(&mine)
+            .map_err(io(&mine))?
+            .trim()
+            .is_empty()
+        {
+            let p = parent.join(f);
+            let v = fs::read_to_string(&p).map_err(io(&p))?;
+            fs::write(&mine, v.trim()).map_err(io(&mine))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 1 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+26 25 0:24 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate
+27 25 0:25 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+28 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+29 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+";
+
+    #[test]
+    fn hybrid_host_uses_v1_hierarchies() {
+        let l = Layout::parse(HYBRID).unwrap();
+        assert!(!l.v2);
+        let names: Vec<_> = l.hierarchies.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["name=systemd", "cpu,cpuacct", "memory"]);
+    }
+
+    #[test]
+    fn unified_host_uses_cgroup2() {
+        let l = Layout::parse("30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n").unwrap();
+        assert!(l.v2);
+        assert_eq!(l.hierarchies[0].mount, Path::new("/sys/fs/cgroup"));
+    }
+
+    #[test]
+    fn paths_are_checked() {
+        assert_eq!(
+            relative_path("/default/c1").unwrap(),
+            Path::new("default/c1")
+        );
+        assert!(matches!(
+            relative_path("system.slice:cri:abc"),
+            Err(CgroupError::Systemd(_))
+        ));
+        assert!(matches!(
+            relative_path("/a/../../x"),
+            Err(CgroupError::Escapes(_))
+        ));
+        assert!(matches!(relative_path("/"), Err(CgroupError::Escapes(_))));
+    }
+
+    #[test]
+    fn device_rules_format() {
+        let r: LinuxDeviceCgroup =
+            serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap();
+        assert_eq!(device_rule(&r), "a");
+        let r: LinuxDeviceCgroup =
+            serde_json::from_str(r#"{"allow":true,"type":"c","major":1,"access":"rw"}"#).unwrap();
+        assert_eq!(device_rule(&r), "c 1:* rw");
+    }
+}

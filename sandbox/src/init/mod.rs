@@ -1,0 +1,176 @@
+//! The init helper: `<shim> init`, exec'd fresh for every container so that all setup
+//! runs in a single-threaded process (no async-signal-safety limits).
+//!
+//! Steps: join the cgroup, join and create namespaces (a user namespace first, with its
+//! id maps written from outside it), fork the container process, report its pid and
+//! exit. The container process builds its root, applies the process spec, resolves the
+//! executable, reports `Ready`, waits for the start byte and execs.
+
+mod exec;
+mod namespaces;
+mod paths;
+mod rootfs;
+mod security;
+
+use std::io::Read;
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+
+use nix::unistd::{fork, ForkResult};
+
+use crate::wire::{self, InitMsg, InitRequest, WireError};
+
+/// The fd the shim passes the channel on.
+pub const CHANNEL_FD: i32 = 3;
+
+/// Errors of container setup, shown to the user through containerd.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("{what}: {errno}")]
+    Sys { what: String, errno: nix::Error },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+/// Adds context to a failed system call.
+pub(crate) trait Context<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, InitError>;
+}
+
+impl<T> Context<T> for nix::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, InitError> {
+        self.map_err(|errno| InitError::Sys {
+            what: what(),
+            errno,
+        })
+    }
+}
+
+impl<T> Context<T> for std::io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, InitError> {
+        self.map_err(|source| InitError::Io {
+            what: what(),
+            source,
+        })
+    }
+}
+
+/// Entry point of `<shim> init`. Never returns.
+pub fn main() -> ! {
+    // SAFETY: the shim started us with the channel on CHANNEL_FD and nothing else owns it.
+    let mut chan = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
+    let code = match run(&mut chan) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = wire::send(&mut chan, &InitMsg::Error(e.to_string()));
+            1
+        }
+    };
+    // SAFETY: _exit ends this process without running anything else.
+    unsafe { libc::_exit(code) }
+}
+
+fn run(chan: &mut UnixStream) -> Result<(), InitError> {
+    set_cloexec(CHANNEL_FD);
+    let req: InitRequest = wire::recv(chan)?
+        .ok_or_else(|| InitError::Invalid("init: no request from the shim".into()))?;
+    // Other processes in the container must not reach our memory or /proc/self/exe.
+    nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
+    for procs in &req.cgroup_procs {
+        std::fs::write(procs, std::process::id().to_string())
+            .ctx(|| format!("join cgroup {}", procs.display()))?;
+    }
+    let plan = namespaces::Plan::new(&req.spec)?;
+    plan.join()?;
+    if plan.new_user() {
+        plan.enter_new_userns()?;
+    }
+    plan.unshare_rest()?;
+    // SAFETY: this process is single-threaded (freshly exec'd), so the child may
+    // allocate and do anything a normal process does.
+    match unsafe { fork() }.ctx(|| "fork container process".into())? {
+        ForkResult::Parent { child } => {
+            wire::send(chan, &InitMsg::Pid(child.as_raw()))?;
+            Ok(())
+        }
+        ForkResult::Child => {
+            let e = container(chan, &req, &plan);
+            let msg = match e {
+                Ok(never) => match never {},
+                Err(e) => e.to_string(),
+            };
+            let _ = wire::send(chan, &InitMsg::Error(msg));
+            // SAFETY: _exit ends this process without running anything else.
+            unsafe { libc::_exit(127) }
+        }
+    }
+}
+
+/// The container process: build, report ready, wait for start, exec.
+fn container(
+    chan: &mut UnixStream,
+    req: &InitRequest,
+    plan: &namespaces::Plan,
+) -> Result<std::convert::Infallible, InitError> {
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let spec = &req.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| InitError::Invalid("config.json: process is missing".into()))?;
+    if plan.new_mount() {
+        rootfs::prepare(req)?;
+    }
+    paths::hostname(spec, plan)?;
+    paths::sysctls(spec)?;
+    if plan.new_mount() {
+        paths::masked_and_readonly(spec)?;
+        rootfs::finish(spec)?;
+    }
+    security::oom_score_adj(process)?;
+    security::rlimits(process)?;
+    security::user_and_caps(process, plan.in_userns())?;
+    let umask = process
+        .user()
+        .umask()
+        .unwrap_or(old_umask.bits() as u32 & 0o777);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        umask as libc::mode_t,
+    ));
+    if process.no_new_privileges() == Some(true) {
+        nix::sys::prctl::set_no_new_privs().ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+    }
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd).ctx(|| format!("chdir to cwd {:?} set in config.json", cwd))?;
+    let env = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let exe = exec::lookup(&args, &env)?;
+    exec::close_other_fds();
+    wire::send(chan, &InitMsg::Ready)?;
+    let mut go = [0u8; 1];
+    match chan.read(&mut go) {
+        Ok(1) if go[0] == wire::START => {}
+        // The shim went away or deleted us before start.
+        // SAFETY: _exit ends this process without running anything else.
+        _ => unsafe { libc::_exit(1) },
+    }
+    Err(exec::exec(&exe, &args, &env))
+}
+
+fn set_cloexec(fd: i32) {
+    // SAFETY: fcntl with integer arguments on an fd this process owns.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFD);
+        if fl >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, fl | libc::FD_CLOEXEC);
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Joining namespaces by path and creating new ones, user namespace first.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::unistd::{fork, ForkResult, Gid, Uid};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+
+use super::{Context, InitError};
+
+/// The clone flag of a namespace type.
+pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// Which namespaces to join (opened up front, before any setns changes our view of
+/// /proc) and which to create.
+pub struct Plan {
+    join: Vec<(CloneFlags, File, PathBuf)>,
+    new: CloneFlags,
+    uid_maps: Vec<LinuxIdMapping>,
+    gid_maps: Vec<LinuxIdMapping>,
+    userns: bool,
+}
+
+impl Plan {
+    /// Opens every namespace path the spec names.
+    pub fn new(spec: &Spec) -> Result<Plan, InitError> {
+        let mut join = Vec::new();
+        let mut new = CloneFlags::empty();
+        let mut userns = false;
+        for (typ, path) in crate::spec::namespaces(spec) {
+            let f = flag(typ);
+            userns |= typ == LinuxNamespaceType::User;
+            match path {
+                Some(p) => {
+                    let file = File::open(&p)
+                        .ctx(|| format!("open {typ} namespace path {}", p.display()))?;
+                    join.push((f, file, p));
+                }
+                None => new |= f,
+            }
+        }
+        // The user namespace is joined first: it decides what the others may do.
+        join.sort_by_key(|(f, _, _)| *f != CloneFlags::CLONE_NEWUSER);
+        let linux = spec.linux().as_ref();
+        Ok(Plan {
+            join,
+            new,
+            uid_maps: linux
+                .and_then(|l| l.uid_mappings().clone())
+                .unwrap_or_default(),
+            gid_maps: linux
+                .and_then(|l| l.gid_mappings().clone())
+                .unwrap_or_default(),
+            userns,
+        })
+    }
+
+    /// setns() into every namespace given by path.
+    pub fn join(&self) -> Result<(), InitError> {
+        for (f, file, path) in &self.join {
+            setns(file.as_fd(), *f).ctx(|| format!("join namespace {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a new user namespace is requested.
+    pub fn new_user(&self) -> bool {
+        self.new.contains(CloneFlags::CLONE_NEWUSER)
+    }
+
+    /// Whether the container runs in a user namespace (new or joined).
+    pub fn in_userns(&self) -> bool {
+        self.userns
+    }
+
+    /// Whether a new mount namespace is requested.
+    pub fn new_mount(&self) -> bool {
+        self.new.contains(CloneFlags::CLONE_NEWNS)
+    }
+
+    /// Whether a new UTS namespace is requested.
+    pub fn new_uts(&self) -> bool {
+        self.new.contains(CloneFlags::CLONE_NEWUTS)
+    }
+
+    /// Forks; the child unshares a user namespace, the parent writes its id maps from
+    /// outside and exits. Returns in the child, root in the new namespace.
+    pub fn enter_new_userns(&self) -> Result<(), InitError> {
+        let (mut ready_r, mut ready_w) = pipe()?;
+        let (mut go_r, mut go_w) = pipe()?;
+        // SAFETY: single-threaded process (freshly exec'd): the child may do anything.
+        match unsafe { fork() }.ctx(|| "fork for user namespace".into())? {
+            ForkResult::Parent { child } => {
+                drop(ready_w);
+                drop(go_r);
+                let mut b = [0u8; 1];
+                if ready_r.read(&mut b).ok() != Some(1) {
+                    // The child failed and reported it.
+                    // SAFETY: _exit ends this process without running anything else.
+                    unsafe { libc::_exit(1) }
+                }
+                let pid = child.as_raw();
+                write_map(pid, "uid_map", &self.uid_maps)?;
+                write_map(pid, "gid_map", &self.gid_maps)?;
+                go_w.write_all(b"g")
+                    .ctx(|| "signal user namespace child".into())?;
+                // SAFETY: _exit ends this process without running anything else.
+                unsafe { libc::_exit(0) }
+            }
+            ForkResult::Child => {
+                drop(ready_r);
+                drop(go_w);
+                unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "create user namespace".into())?;
+                ready_w
+                    .write_all(b"r")
+                    .ctx(|| "signal id map writer".into())?;
+                let mut b = [0u8; 1];
+                if go_r.read(&mut b).ok() != Some(1) {
+                    return Err(InitError::Invalid(
+                        "user namespace id maps were not written".into(),
+                    ));
+                }
+                nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+                    .ctx(|| "setresgid(0) in user namespace".into())?;
+                nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+                    .ctx(|| "setresuid(0) in user namespace".into())?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates the remaining new namespaces (the pid one takes effect for children).
+    pub fn unshare_rest(&self) -> Result<(), InitError> {
+        let rest = self.new - CloneFlags::CLONE_NEWUSER;
+        if !rest.is_empty() {
+            unshare(rest).ctx(|| format!("unshare namespaces {rest:?}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn pipe() -> Result<(File, File), InitError> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    Ok((File::from(r), File::from(w)))
+}
+
+fn write_map(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<(), InitError> {
+    let text: String = maps
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect();
+    std::fs::write(format!("/proc/{pid}/{file}"), text)
+        .ctx(|| format!("write {file} for the user namespace"))
+}

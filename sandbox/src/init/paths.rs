@@ -1,0 +1,96 @@
+//! Hostname, sysctls, masked and read-only paths.
+
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::Spec;
+
+use super::namespaces::Plan;
+use super::{Context, InitError};
+
+const NONE: Option<&str> = None;
+
+/// Sets hostname and domainname; both need a private UTS namespace.
+pub fn hostname(spec: &Spec, plan: &Plan) -> Result<(), InitError> {
+    let host = spec.hostname().as_deref().filter(|h| !h.is_empty());
+    let domain = spec.domainname().as_deref().filter(|h| !h.is_empty());
+    if (host.is_some() || domain.is_some()) && !plan.new_uts() {
+        return Err(InitError::Invalid(
+            "config.json: hostname/domainname need a new uts namespace".into(),
+        ));
+    }
+    if let Some(h) = host {
+        nix::unistd::sethostname(h).ctx(|| format!("sethostname {h:?}"))?;
+    }
+    if let Some(d) = domain {
+        // SAFETY: the pointer and length describe `d`, which outlives the call.
+        let r = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
+        if r != 0 {
+            return Err(InitError::Sys {
+                what: format!("setdomainname {d:?}"),
+                errno: nix::Error::last(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes linux.sysctl under /proc/sys.
+pub fn sysctls(spec: &Spec) -> Result<(), InitError> {
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    for (key, value) in map {
+        if key.is_empty() || key.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
+            return Err(InitError::Invalid(format!(
+                "linux.sysctl: invalid key {key:?}"
+            )));
+        }
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).ctx(|| format!("linux.sysctl: set {key}={value}"))?;
+    }
+    Ok(())
+}
+
+/// Masks linux.maskedPaths (/dev/null over files, an empty read-only tmpfs over
+/// directories) and makes linux.readonlyPaths read-only. Missing paths are skipped.
+pub fn masked_and_readonly(spec: &Spec) -> Result<(), InitError> {
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(());
+    };
+    for p in linux.readonly_paths().iter().flatten() {
+        readonly(p)?;
+    }
+    for p in linux.masked_paths().iter().flatten() {
+        mask(p)?;
+    }
+    Ok(())
+}
+
+fn readonly(p: &str) -> Result<(), InitError> {
+    if !Path::new(p).exists() {
+        return Ok(());
+    }
+    mount(Some(p), p, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+        .ctx(|| format!("bind readonly path {p}"))?;
+    let flags = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    mount(NONE, p, NONE, flags, NONE).ctx(|| format!("remount readonly path {p}"))
+}
+
+fn mask(p: &str) -> Result<(), InitError> {
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(_) => return Ok(()),
+    };
+    if meta.is_dir() {
+        mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+            .ctx(|| format!("mask directory {p}"))
+    } else {
+        mount(Some("/dev/null"), p, NONE, MsFlags::MS_BIND, NONE).ctx(|| format!("mask file {p}"))
+    }
+}

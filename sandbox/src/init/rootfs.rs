@@ -1,0 +1,502 @@
+//! Building the container's root: propagation, the spec's mounts (targets resolved
+//! inside the rootfs with openat2(RESOLVE_IN_ROOT), so symlinks cannot point a mount
+//! outside), /dev, pivot_root, and a read-only root.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{mknodat, Mode, SFlag};
+use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
+
+use super::{Context, InitError};
+use crate::mount::{parse_options, propagation_flag};
+use crate::wire::InitRequest;
+
+const NONE: Option<&str> = None;
+
+/// Default devices every container gets (path, major, minor), as runc does.
+const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+/// Mounts everything and pivots into the rootfs.
+pub fn prepare(req: &InitRequest) -> Result<(), InitError> {
+    let spec = &req.spec;
+    let root = &req.rootfs;
+    let prop = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(propagation_flag)
+        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    // Never let our mounts propagate back to the host; shared is re-applied later.
+    let first = if prop.contains(MsFlags::MS_SHARED) {
+        MsFlags::MS_PRIVATE | MsFlags::MS_REC
+    } else {
+        prop
+    };
+    mount(NONE, "/", NONE, first, NONE).ctx(|| "set propagation of /".into())?;
+    mount(
+        Some(root.as_path()),
+        root.as_path(),
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .ctx(|| format!("bind rootfs {}", root.display()))?;
+    let rootfd = open_dir(root)?;
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    for m in &mounts {
+        mount_one(&rootfd, req, m)?;
+    }
+    let dev_bound = mounts
+        .iter()
+        .any(|m| m.destination() == Path::new("/dev") && parse_options(opts(m)).bind);
+    if !dev_bound {
+        make_devices(&rootfd, spec)?;
+    }
+    if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
+        ensure(&rootfd, cwd, true).map_err(|e| match e {
+            InitError::Sys { errno, .. } => InitError::Sys {
+                what: format!("create cwd {} set in config.json", cwd.display()),
+                errno,
+            },
+            e => e,
+        })?;
+    }
+    pivot(root)?;
+    dev_links();
+    Ok(())
+}
+
+/// After masked/readonly paths: the rootfs propagation asked for and a read-only root.
+pub fn finish(spec: &Spec) -> Result<(), InitError> {
+    if let Some(p) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(propagation_flag)
+    {
+        mount(NONE, "/", NONE, p, NONE).ctx(|| "set rootfsPropagation".into())?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        let flags = locked_flags("/") | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(NONE, "/", NONE, flags, NONE).ctx(|| "remount rootfs read-only".into())?;
+    }
+    Ok(())
+}
+
+fn opts(m: &Mount) -> &[String] {
+    m.options().as_deref().unwrap_or(&[])
+}
+
+fn open_dir(p: &Path) -> Result<OwnedFd, InitError> {
+    let fd = nix::fcntl::open(
+        p,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open {}", p.display()))?;
+    // SAFETY: open just returned this fd; we are its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens `path` (absolute, as seen in the container) inside the rootfs.
+fn open_in(root: &OwnedFd, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = openat2(root.as_raw_fd(), path, how)?;
+    // SAFETY: openat2 just returned this fd; we are its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates `path` inside the rootfs (directories, and a file leaf unless `dir`) and
+/// returns an O_PATH fd to it.
+fn ensure(root: &OwnedFd, path: &Path, dir: bool) -> Result<OwnedFd, InitError> {
+    if let Ok(fd) = open_in(root, path, OFlag::O_PATH) {
+        return Ok(fd);
+    }
+    let mut cur = PathBuf::from("/");
+    let comps: Vec<_> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .collect();
+    for (i, name) in comps.iter().enumerate() {
+        let next = cur.join(name);
+        let last = i + 1 == comps.len();
+        if open_in(root, &next, OFlag::O_PATH).is_err() {
+            let parent = open_in(root, &cur, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                .ctx(|| format!("open {} in rootfs", cur.display()))?;
+            let r = if last && !dir {
+                nix::fcntl::openat(
+                    Some(parent.as_raw_fd()),
+                    name.as_os_str(),
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o755),
+                )
+                .map(|fd| {
+                    // SAFETY: the fd was just returned by openat and is closed once.
+                    unsafe { libc::close(fd) };
+                })
+            } else {
+                nix::sys::stat::mkdirat(
+                    Some(parent.as_raw_fd()),
+                    name.as_os_str(),
+                    Mode::from_bits_truncate(0o755),
+                )
+            };
+            match r {
+                Ok(()) | Err(nix::Error::EEXIST) => {}
+                Err(errno) => {
+                    return Err(InitError::Sys {
+                        what: format!("create mount point {} in rootfs", next.display()),
+                        errno,
+                    })
+                }
+            }
+        }
+        cur = next;
+    }
+    open_in(root, path, OFlag::O_PATH).ctx(|| format!("open {} in rootfs", path.display()))
+}
+
+fn fd_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Flags a bind remount must keep (the kernel refuses to clear them in a user namespace).
+fn locked_flags(path: &str) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::statvfs(path) else {
+        return MsFlags::empty();
+    };
+    use nix::sys::statvfs::FsFlags;
+    let f = st.flags();
+    let mut m = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+    ] {
+        if f.contains(fs) {
+            m |= ms;
+        }
+    }
+    m
+}
+
+/// Remounts a fresh bind mount with the flags asked for.
+fn remount_bind(root: &OwnedFd, dest: &Path, flags: MsFlags) -> Result<(), InitError> {
+    let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    if extra.is_empty() {
+        return Ok(());
+    }
+    // Reopen: the old fd names the directory under the new mount.
+    let fd = open_in(root, dest, OFlag::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
+    let target = fd_path(&fd);
+    let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra;
+    match mount(NONE, target.as_str(), NONE, base, NONE) {
+        Ok(()) => Ok(()),
+        Err(nix::Error::EPERM) => {
+            let flags = base | locked_flags(&target);
+            mount(NONE, target.as_str(), NONE, flags, NONE)
+                .ctx(|| format!("remount {} with {extra:?}", dest.display()))
+        }
+        Err(errno) => Err(InitError::Sys {
+            what: format!("remount {} with {extra:?}", dest.display()),
+            errno,
+        }),
+    }
+}
+
+fn mount_one(root: &OwnedFd, req: &InitRequest, m: &Mount) -> Result<(), InitError> {
+    let dest = m.destination();
+    if !dest.is_absolute() {
+        return Err(InitError::Invalid(format!(
+            "mount destination {} is not absolute",
+            dest.display()
+        )));
+    }
+    let typ = m.typ().as_deref().unwrap_or("");
+    let o = parse_options(opts(m));
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(root, req, dest, o.flags);
+    }
+    let source = m.source().clone().unwrap_or_default();
+    let bind = o.bind || typ == "bind";
+    if bind {
+        let src = if source.is_absolute() {
+            source.clone()
+        } else {
+            req.rootfs.parent().unwrap_or(Path::new("/")).join(&source)
+        };
+        let meta = std::fs::metadata(&src)
+            .ctx(|| format!("mount {} to {}: source", src.display(), dest.display()))?;
+        let fd = ensure(root, dest, meta.is_dir())?;
+        let rec = o.flags & MsFlags::MS_REC;
+        mount(
+            Some(src.as_path()),
+            fd_path(&fd).as_str(),
+            NONE,
+            MsFlags::MS_BIND | rec,
+            NONE,
+        )
+        .ctx(|| format!("bind mount {} to {}", src.display(), dest.display()))?;
+        remount_bind(root, dest, o.flags)?;
+    } else {
+        let fd = ensure(root, dest, true)?;
+        let data = (!o.data.is_empty()).then_some(o.data.as_str());
+        let target = fd_path(&fd);
+        let r = mount(
+            Some(source.as_path()),
+            target.as_str(),
+            Some(typ),
+            o.flags,
+            data,
+        );
+        match r {
+            Ok(()) => {}
+            // sysfs cannot be mounted without owning the network namespace: bind it.
+            Err(nix::Error::EPERM) if typ == "sysfs" => {
+                mount(
+                    Some("/sys"),
+                    target.as_str(),
+                    NONE,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    NONE,
+                )
+                .ctx(|| format!("bind /sys to {}", dest.display()))?;
+                remount_bind(root, dest, o.flags)?;
+            }
+            Err(errno) => {
+                return Err(InitError::Sys {
+                    what: format!("mount {typ} {} to {}", source.display(), dest.display()),
+                    errno,
+                })
+            }
+        }
+    }
+    for p in &o.propagation {
+        let fd = open_in(root, dest, OFlag::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
+        mount(NONE, fd_path(&fd).as_str(), NONE, *p, NONE)
+            .ctx(|| format!("set propagation of {}", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// /sys/fs/cgroup: on v1 a tmpfs with the container's directory of each hierarchy
+/// bound in (as runc does); on v2 the container's own cgroup directory.
+fn mount_cgroup(
+    root: &OwnedFd,
+    req: &InitRequest,
+    dest: &Path,
+    flags: MsFlags,
+) -> Result<(), InitError> {
+    let fd = ensure(root, dest, true)?;
+    let ro = flags & MsFlags::MS_RDONLY;
+    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if req.cgroup_v2 {
+        if let Some((_, dir)) = req.cgroup_binds.first() {
+            mount(
+                Some(dir.as_path()),
+                fd_path(&fd).as_str(),
+                NONE,
+                MsFlags::MS_BIND,
+                NONE,
+            )
+            .ctx(|| format!("bind cgroup {} to {}", dir.display(), dest.display()))?;
+            remount_bind(root, dest, base | ro)?;
+        }
+        return Ok(());
+    }
+    mount(
+        Some("tmpfs"),
+        fd_path(&fd).as_str(),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .ctx(|| format!("mount tmpfs on {}", dest.display()))?;
+    for (name, dir) in &req.cgroup_binds {
+        let sub = name.strip_prefix("name=").unwrap_or(name);
+        if sub.is_empty() {
+            continue;
+        }
+        let target = dest.join(sub);
+        let fd = ensure(root, &target, true)?;
+        mount(
+            Some(dir.as_path()),
+            fd_path(&fd).as_str(),
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        )
+        .ctx(|| format!("bind cgroup {} to {}", dir.display(), target.display()))?;
+        remount_bind(root, &target, base | ro)?;
+        if sub.contains(',') {
+            let parent = open_in(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                .ctx(|| format!("open {}", dest.display()))?;
+            for c in sub.split(',') {
+                let _ = nix::unistd::symlinkat(sub, Some(parent.as_raw_fd()), c);
+            }
+        }
+    }
+    if !ro.is_empty() {
+        remount_bind(root, dest, base | ro)?;
+    }
+    Ok(())
+}
+
+/// A device node to create in the container's /dev.
+struct Node {
+    path: PathBuf,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+fn make_devices(root: &OwnedFd, spec: &Spec) -> Result<(), InitError> {
+    let mut devs: Vec<Node> = DEFAULT_DEVICES
+        .iter()
+        .map(|(p, major, minor)| Node {
+            path: PathBuf::from(p),
+            kind: SFlag::S_IFCHR,
+            major: *major,
+            minor: *minor,
+            mode: 0o666,
+            uid: None,
+            gid: None,
+        })
+        .collect();
+    for d in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default()
+    {
+        let kind = match d.typ() {
+            LinuxDeviceType::B => SFlag::S_IFBLK,
+            LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+            LinuxDeviceType::P => SFlag::S_IFIFO,
+            LinuxDeviceType::A => {
+                return Err(InitError::Invalid(format!(
+                    "linux.devices: {} has type \"a\"",
+                    d.path().display()
+                )))
+            }
+        };
+        devs.retain(|x| x.path != *d.path());
+        devs.push(Node {
+            path: d.path().clone(),
+            kind,
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid(),
+            gid: d.gid(),
+        });
+    }
+    for n in devs {
+        make_node(root, &n)?;
+    }
+    Ok(())
+}
+
+fn make_node(root: &OwnedFd, n: &Node) -> Result<(), InitError> {
+    let path = &n.path;
+    let parent_path = path.parent().unwrap_or(Path::new("/"));
+    ensure(root, parent_path, true)?;
+    let parent = open_in(root, parent_path, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .ctx(|| format!("open {}", parent_path.display()))?;
+    let name = path.file_name().unwrap_or_default();
+    let dev = nix::sys::stat::makedev(n.major, n.minor);
+    let mode = Mode::from_bits_truncate(n.mode as libc::mode_t);
+    match mknodat(Some(parent.as_raw_fd()), name, n.kind, mode, dev) {
+        Ok(()) | Err(nix::Error::EEXIST) => {}
+        // In a user namespace mknod is refused: bind the host's node instead.
+        Err(nix::Error::EPERM) => {
+            let fd = ensure(root, path, false)?;
+            mount(
+                Some(path.as_path()),
+                fd_path(&fd).as_str(),
+                NONE,
+                MsFlags::MS_BIND,
+                NONE,
+            )
+            .ctx(|| format!("bind device {}", path.display()))?;
+            return Ok(());
+        }
+        Err(errno) => {
+            return Err(InitError::Sys {
+                what: format!("mknod {}", path.display()),
+                errno,
+            })
+        }
+    }
+    if n.uid.is_some() || n.gid.is_some() {
+        nix::unistd::fchownat(
+            Some(parent.as_raw_fd()),
+            name,
+            n.uid.map(nix::unistd::Uid::from_raw),
+            n.gid.map(nix::unistd::Gid::from_raw),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .ctx(|| format!("chown {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn pivot(root: &Path) -> Result<(), InitError> {
+    let old = nix::fcntl::open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open /".into())?;
+    // SAFETY: open just returned this fd; we are its only owner.
+    let old = unsafe { OwnedFd::from_raw_fd(old) };
+    nix::unistd::chdir(root).ctx(|| format!("chdir {}", root.display()))?;
+    nix::unistd::pivot_root(".", ".").ctx(|| format!("pivot_root {}", root.display()))?;
+    nix::unistd::fchdir(old.as_raw_fd()).ctx(|| "fchdir old root".into())?;
+    mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+        .ctx(|| "make old root rslave".into())?;
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "unmount old root".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    Ok(())
+}
+
+fn dev_links() {
+    let links = [
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+    ];
+    for (target, link) in links {
+        let _ = std::os::unix::fs::symlink(target, link);
+    }
+    if Path::new("/dev/pts/ptmx").exists() {
+        let _ = std::fs::remove_file("/dev/ptmx");
+        let _ = std::os::unix::fs::symlink("pts/ptmx", "/dev/ptmx");
+    }
+    if Path::new("/proc/kcore").exists() {
+        let _ = std::os::unix::fs::symlink("/proc/kcore", "/dev/core");
+    }
+}

@@ -1,0 +1,120 @@
+//! Framed messages between the shim and its init helper over a unix stream socket.
+//!
+//! Each frame is a 4-byte little-endian length followed by that many bytes of JSON.
+//! Frames are small and written with one `write_all` from processes that run one
+//! after another, so frames from the helper and the container init never interleave.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use oci_spec::runtime::Spec;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Largest frame accepted (a spec with thousands of env entries stays far below).
+const MAX_FRAME: usize = 16 << 20;
+
+/// Errors of the wire protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("init channel: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("init channel: bad message: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("init channel: frame of {0} bytes is too large")]
+    TooLarge(usize),
+}
+
+/// What the shim asks the init helper to build.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InitRequest {
+    /// Container id (for error messages).
+    pub id: String,
+    /// The OCI spec, as validated by the shim.
+    pub spec: Spec,
+    /// Absolute path of the container's root filesystem (already mounted).
+    pub rootfs: PathBuf,
+    /// `cgroup.procs` files the helper joins before anything else.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// Cgroup v1 hierarchies to expose under /sys/fs/cgroup: (name, host dir).
+    pub cgroup_binds: Vec<(String, PathBuf)>,
+    /// True on a cgroup2-only host.
+    pub cgroup_v2: bool,
+    /// When true the helper only joins the container's namespaces (exec).
+    pub exec: bool,
+}
+
+/// What the helper and the container init report back.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum InitMsg {
+    /// Host pid of the container process.
+    Pid(i32),
+    /// The helper needs uid/gid maps written for this pid (new user namespace).
+    MapIds(i32),
+    /// Setup finished; the process waits for the start byte.
+    Ready,
+    /// Setup failed; the text is shown to the user.
+    Error(String),
+}
+
+/// Shim → helper: the id maps are written.
+pub const MAPPED: u8 = b'm';
+/// Shim → container init: go (exec the process).
+pub const START: u8 = b's';
+
+/// Writes one frame.
+pub fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), WireError> {
+    let body = serde_json::to_vec(msg)?;
+    if body.len() > MAX_FRAME {
+        return Err(WireError::TooLarge(body.len()));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame)?;
+    Ok(())
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream.
+pub fn recv<T: DeserializeOwned>(r: &mut impl Read) -> Result<Option<T>, WireError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(Some(serde_json::from_slice(&body)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_end_cleanly() {
+        let mut buf = Vec::new();
+        send(&mut buf, &InitMsg::Pid(42)).unwrap();
+        send(&mut buf, &InitMsg::Error("boom".into())).unwrap();
+        let mut r = &buf[..];
+        assert_eq!(recv::<InitMsg>(&mut r).unwrap(), Some(InitMsg::Pid(42)));
+        assert_eq!(
+            recv::<InitMsg>(&mut r).unwrap(),
+            Some(InitMsg::Error("boom".into()))
+        );
+        assert_eq!(recv::<InitMsg>(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn oversized_frame_is_refused() {
+        let mut r = &((MAX_FRAME as u32) + 1).to_le_bytes()[..];
+        assert!(matches!(
+            recv::<InitMsg>(&mut r),
+            Err(WireError::TooLarge(_))
+        ));
+    }
+}

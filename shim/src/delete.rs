@@ -1,0 +1,40 @@
+//! `delete`: containerd's cleanup for a container whose shim is gone.
+//!
+//! If the pod's shim still answers, it owns the container and cleans up on Delete; we
+//! touch nothing. Otherwise kill what is left in the container's cgroup, unmount its
+//! rootfs and remove the cgroup. Prints a DeleteResponse (exit 128+SIGKILL, as runc-v2).
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use containerd_shim_protos::api::DeleteResponse;
+use containerd_shim_protos::protobuf::{Message, MessageField};
+
+use crate::args::Args;
+
+/// Runs `delete`; returns the marshalled DeleteResponse.
+pub fn run(args: &Args) -> Result<Vec<u8>, String> {
+    let bundle = if args.bundle.is_empty() {
+        std::env::current_dir().map_err(|e| format!("current dir: {e}"))?
+    } else {
+        PathBuf::from(&args.bundle)
+    };
+    match mypod_sandbox::spec::load(&bundle) {
+        Ok(spec) => {
+            let group = mypod_sandbox::spec::group_id(&spec, &args.id);
+            let sock = crate::start::socket_path(&args.address, &args.namespace, group);
+            if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+                log::info!("delete {}: the pod shim is alive and owns it", args.id);
+            } else {
+                let layout = mypod_sandbox::cgroup::Layout::detect().map_err(|e| e.to_string())?;
+                mypod_sandbox::container::cleanup_dead(&bundle, &args.id, &layout)
+                    .map_err(|e| format!("clean up {}: {e}", args.id))?;
+            }
+        }
+        Err(e) => log::warn!("delete {}: {e}; nothing to clean", args.id),
+    }
+    let mut r = DeleteResponse::new();
+    r.exit_status = 128 + libc::SIGKILL as u32;
+    r.exited_at = MessageField::some(crate::events::timestamp(SystemTime::now()));
+    r.write_to_bytes().map_err(|e| e.to_string())
+}

@@ -1,0 +1,75 @@
+//! Errors of the Task service, mapped to ttrpc status codes at the service edge.
+
+use mypod_sandbox::container::ContainerError;
+use ttrpc::Code;
+
+/// What a Task RPC can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("container {0} not found")]
+    NotFound(String),
+    #[error("container {0} already exists in this pod")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0} is not implemented by mypod yet")]
+    NotImplemented(&'static str),
+    #[error("{0}")]
+    Container(#[from] ContainerError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    fn code(&self) -> Code {
+        match self {
+            ServiceError::NotFound(_) => Code::NOT_FOUND,
+            ServiceError::AlreadyExists(_) => Code::ALREADY_EXISTS,
+            ServiceError::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
+            ServiceError::InvalidArgument(_) => Code::INVALID_ARGUMENT,
+            ServiceError::NotImplemented(_) => Code::UNIMPLEMENTED,
+            ServiceError::Container(e) => match e {
+                ContainerError::Spec(_) => Code::INVALID_ARGUMENT,
+                ContainerError::Process(mypod_sandbox::process::ProcessError::Finished(_)) => {
+                    Code::NOT_FOUND
+                }
+                ContainerError::NotCreated => Code::FAILED_PRECONDITION,
+                _ => Code::UNKNOWN,
+            },
+            ServiceError::Internal(_) => Code::INTERNAL,
+        }
+    }
+}
+
+impl From<ServiceError> for ttrpc::Error {
+    fn from(e: ServiceError) -> ttrpc::Error {
+        ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(e: ServiceError) -> Code {
+        match ttrpc::Error::from(e) {
+            ttrpc::Error::RpcStatus(s) => s.code(),
+            _ => Code::OK,
+        }
+    }
+
+    #[test]
+    fn codes_match_containerd_errdefs() {
+        assert_eq!(code(ServiceError::NotFound("x".into())), Code::NOT_FOUND);
+        assert_eq!(
+            code(ServiceError::NotImplemented("Pause")),
+            Code::UNIMPLEMENTED
+        );
+        assert_eq!(
+            code(ServiceError::Container(ContainerError::Init("boom".into()))),
+            Code::UNKNOWN
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Task events to containerd: ttrpc `Events/Forward` on TTRPC_ADDRESS, in order.
+//!
+//! Events are queued in memory and sent one at a time; a failed send reconnects and
+//! retries with backoff until it succeeds, so an exit is never dropped while containerd
+//! restarts. Before the shim exits it flushes the queue (bounded wait).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim_protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim_protos::shim::event::Envelope;
+use containerd_shim_protos::shim::events::ForwardRequest;
+use containerd_shim_protos::shim_async::{Client, EventsClient};
+use tokio::sync::mpsc;
+
+/// Converts a time to a protobuf timestamp.
+pub fn timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let mut ts = Timestamp::new();
+    ts.seconds = d.as_secs() as i64;
+    ts.nanos = d.subsec_nanos() as i32;
+    ts
+}
+
+/// Queues events for containerd.
+#[derive(Clone)]
+pub struct Publisher {
+    tx: mpsc::UnboundedSender<ForwardRequest>,
+    pending: Arc<AtomicUsize>,
+    namespace: String,
+}
+
+impl Publisher {
+    /// Starts the sender task on the current runtime.
+    pub fn start(ttrpc_address: String, namespace: String) -> Publisher {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(rx, address(&ttrpc_address), pending.clone()));
+        Publisher {
+            tx,
+            pending,
+            namespace,
+        }
+    }
+
+    /// Queues one event under `topic`.
+    pub fn publish(&self, topic: &str, event: &dyn MessageDyn) {
+        let value = match event.write_to_bytes_dyn() {
+            Ok(v) => v,
+            Err(e) => {
+                log::error!("encode event {topic}: {e}");
+                return;
+            }
+        };
+        let mut any = Any::new();
+        any.type_url = event.descriptor_dyn().full_name().to_string();
+        any.value = value;
+        let mut env = Envelope::new();
+        env.timestamp = MessageField::some(timestamp(SystemTime::now()));
+        env.namespace = self.namespace.clone();
+        env.topic = topic.to_string();
+        env.event = MessageField::some(any);
+        let mut req = ForwardRequest::new();
+        req.envelope = MessageField::some(env);
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(req).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            log::error!("event {topic} not queued: publisher stopped");
+        }
+    }
+
+    /// Waits until every queued event was delivered, at most `limit`.
+    pub async fn flush(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pending.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn address(a: &str) -> String {
+    if a.starts_with("unix://") {
+        a.to_string()
+    } else {
+        format!("unix://{a}")
+    }
+}
+
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<ForwardRequest>,
+    addr: String,
+    pending: Arc<AtomicUsize>,
+) {
+    let mut client: Option<EventsClient> = None;
+    while let Some(req) = rx.recv().await {
+        let topic = req.envelope.topic.clone();
+        let mut delay = Duration::from_millis(20);
+        let mut attempt = 0u32;
+        loop {
+            if client.is_none() {
+                match Client::connect(&addr).await {
+                    Ok(c) => client = Some(EventsClient::new(c)),
+                    Err(e) => log::warn!("connect {addr} for events: {e}"),
+                }
+            }
+            if let Some(c) = &client {
+                let ctx = ttrpc::context::with_timeout(Duration::from_secs(5).as_nanos() as i64);
+                match c.forward(ctx, &req).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        log::warn!("forward event {topic} (attempt {attempt}): {e}");
+                        client = None;
+                    }
+                }
+            }
+            attempt += 1;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+        pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,112 @@
+//! The serving shim: one per pod. Single-threaded tokio runtime; ttrpc server on the
+//! inherited listener; SIGCHLD reaps (we are the pod's subreaper); SIGTERM tears the pod
+//! down; the last container's Shutdown ends the process.
+
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::args::Args;
+use crate::events::Publisher;
+use crate::logger;
+use crate::pod::Pod;
+use crate::start::{LISTEN_FD_ENV, SOCKET_ENV};
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{LISTEN_FD_ENV} is missing or invalid")]
+    NoListener,
+    #[error("{0}")]
+    Setup(String),
+    #[error("ttrpc: {0}")]
+    Ttrpc(#[from] ttrpc::Error),
+}
+
+/// Runs the server until the pod is gone; returns the process exit code.
+pub fn run(args: Args) -> i32 {
+    logger::init(args.debug);
+    if let Ok(cwd) = std::env::current_dir() {
+        logger::add_bundle(&cwd);
+    }
+    let socket = std::env::var(SOCKET_ENV).unwrap_or_default();
+    let code = match serve_blocking(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("shim for pod {}: {e}", args.id);
+            1
+        }
+    };
+    if !socket.is_empty() {
+        let _ = std::fs::remove_file(&socket);
+        let _ = std::fs::remove_file(PathBuf::from(&socket).with_extension("pid"));
+    }
+    code
+}
+
+fn serve_blocking(args: &Args) -> Result<(), ServeError> {
+    let fd: RawFd = std::env::var(LISTEN_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or(ServeError::NoListener)?;
+    // SAFETY: fcntl with integer arguments: keep the listener out of our children.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFD);
+        libc::fcntl(fd, libc::F_SETFD, fl | libc::FD_CLOEXEC);
+    }
+    mypod_sandbox::process::set_child_subreaper()
+        .map_err(|e| ServeError::Setup(format!("become subreaper: {e}")))?;
+    // Work from / : the first bundle (our cwd) is deleted while the pod lives on.
+    let _ = std::env::set_current_dir("/");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .thread_keep_alive(Duration::from_secs(2))
+        .build()
+        .map_err(|e| ServeError::Setup(format!("runtime: {e}")))?;
+    rt.block_on(serve(args, fd))
+}
+
+async fn serve(args: &Args, fd: RawFd) -> Result<(), ServeError> {
+    // Register for SIGCHLD before any child exists.
+    let mut sigchld = signal(SignalKind::child()).map_err(|e| ServeError::Setup(e.to_string()))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| ServeError::Setup(e.to_string()))?;
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS")
+        .ok()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| format!("{}.ttrpc", args.address));
+    let events = Publisher::start(ttrpc_address, args.namespace.clone());
+    let layout =
+        mypod_sandbox::cgroup::Layout::detect().map_err(|e| ServeError::Setup(e.to_string()))?;
+    let exe =
+        std::env::current_exe().map_err(|e| ServeError::Setup(format!("own executable: {e}")))?;
+    let pod = Arc::new(Pod::new(events.clone(), layout, exe));
+    // SAFETY: `fd` is the listening socket `start` passed us; nothing else uses it.
+    let server = unsafe { ttrpc::asynchronous::Server::new().add_unix_listener(fd)? };
+    let mut server = server.register_service(crate::service::services(pod.clone()));
+    server.start().await?;
+    log::info!("serving pod {} (namespace {})", args.id, args.namespace);
+    loop {
+        tokio::select! {
+            _ = sigchld.recv() => {
+                for (pid, code) in mypod_sandbox::process::reap_all() {
+                    pod.on_exit(pid, code);
+                }
+            }
+            _ = sigterm.recv() => {
+                log::info!("SIGTERM: tearing down pod {}", args.id);
+                pod.destroy_all().await;
+                break;
+            }
+            _ = pod.exit.notified() => break,
+        }
+    }
+    events.flush(Duration::from_secs(5)).await;
+    // Give the reply to Shutdown a moment to leave before the process ends.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The ttrpc Task service: the edge where requests become pod operations and errors
+//! become ttrpc statuses. Served as both `containerd.task.v2.Task` (containerd 1.6, 1.7)
+//! and `containerd.task.v3.Task` (2.x); the messages are identical on the wire.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use containerd_shim_protos::api::*;
+use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
+use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::shim_async::{create_task, Task};
+use ttrpc::asynchronous::{Service as TtrpcService, TtrpcContext};
+
+use crate::error::ServiceError;
+use crate::events::timestamp;
+use crate::pod::PodRef;
+
+/// Task service over one pod.
+pub struct TaskService {
+    pod: PodRef,
+}
+
+type R<T> = ttrpc::Result<T>;
+
+fn unsupported<T>(what: &'static str) -> R<T> {
+    Err(ServiceError::NotImplemented(what).into())
+}
+
+/// Builds the service map under both Task API names.
+pub fn services(pod: PodRef) -> HashMap<String, TtrpcService> {
+    let svc: Arc<dyn Task + Send + Sync> = Arc::new(TaskService { pod });
+    let mut map = create_task(svc.clone());
+    let v3 = create_task(svc);
+    for (name, s) in v3 {
+        map.insert(name.replace(".v3.", ".v2."), s);
+    }
+    map
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn state(&self, _: &TtrpcContext, req: StateRequest) -> R<StateResponse> {
+        if !req.exec_id.is_empty() {
+            return Err(ServiceError::NotFound(format!("exec {}", req.exec_id)).into());
+        }
+        Ok(self.pod.state(&req.id)?)
+    }
+
+    async fn create(&self, _: &TtrpcContext, req: CreateTaskRequest) -> R<CreateTaskResponse> {
+        let pid = self.pod.create(req).await?;
+        let mut r = CreateTaskResponse::new();
+        r.pid = pid as u32;
+        Ok(r)
+    }
+
+    async fn start(&self, _: &TtrpcContext, req: StartRequest) -> R<StartResponse> {
+        if !req.exec_id.is_empty() {
+            return unsupported("exec");
+        }
+        let pid = self.pod.start(&req.id).await?;
+        let mut r = StartResponse::new();
+        r.pid = pid as u32;
+        Ok(r)
+    }
+
+    async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> R<DeleteResponse> {
+        if !req.exec_id.is_empty() {
+            return Err(ServiceError::NotFound(format!("exec {}", req.exec_id)).into());
+        }
+        Ok(self.pod.delete(&req.id).await?)
+    }
+
+    async fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> R<PidsResponse> {
+        let mut r = PidsResponse::new();
+        for pid in self.pod.pids(&req.id)? {
+            let mut p = ProcessInfo::new();
+            p.pid = pid as u32;
+            r.processes.push(p);
+        }
+        Ok(r)
+    }
+
+    async fn pause(&self, _: &TtrpcContext, _: PauseRequest) -> R<Empty> {
+        unsupported("Pause")
+    }
+
+    async fn resume(&self, _: &TtrpcContext, _: ResumeRequest) -> R<Empty> {
+        unsupported("Resume")
+    }
+
+    async fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> R<Empty> {
+        unsupported("Checkpoint")
+    }
+
+    async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> R<Empty> {
+        if !req.exec_id.is_empty() {
+            return Err(ServiceError::NotFound(format!("exec {}", req.exec_id)).into());
+        }
+        self.pod.kill(&req.id, req.signal, req.all)?;
+        Ok(Empty::new())
+    }
+
+    async fn exec(&self, _: &TtrpcContext, _: ExecProcessRequest) -> R<Empty> {
+        unsupported("Exec")
+    }
+
+    async fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> R<Empty> {
+        unsupported("ResizePty")
+    }
+
+    async fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> R<Empty> {
+        if !req.exec_id.is_empty() {
+            return Err(ServiceError::NotFound(format!("exec {}", req.exec_id)).into());
+        }
+        self.pod.close_stdin(&req.id)?;
+        Ok(Empty::new())
+    }
+
+    async fn update(&self, _: &TtrpcContext, _: UpdateTaskRequest) -> R<Empty> {
+        unsupported("Update")
+    }
+
+    async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> R<WaitResponse> {
+        if !req.exec_id.is_empty() {
+            return Err(ServiceError::NotFound(format!("exec {}", req.exec_id)).into());
+        }
+        let exit = self.pod.wait(&req.id).await?;
+        let mut r = WaitResponse::new();
+        r.exit_status = exit.code;
+        r.exited_at = MessageField::some(timestamp(exit.at));
+        Ok(r)
+    }
+
+    async fn stats(&self, _: &TtrpcContext, _: StatsRequest) -> R<StatsResponse> {
+        unsupported("Stats")
+    }
+
+    async fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> R<ConnectResponse> {
+        let mut r = ConnectResponse::new();
+        r.shim_pid = std::process::id();
+        r.task_pid = self.pod.pid(&req.id).unwrap_or(0) as u32;
+        r.version = env!("CARGO_PKG_VERSION").to_string();
+        Ok(r)
+    }
+
+    async fn shutdown(&self, _: &TtrpcContext, _: ShutdownRequest) -> R<Empty> {
+        self.pod.shutdown();
+        Ok(Empty::new())
+    }
+}

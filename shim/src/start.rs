@@ -1,0 +1,187 @@
+//! `start`: find or start the pod's serving shim and print its address.
+//!
+//! Containers of one pod (same CRI sandbox id, or runc's group annotation) share one
+//! shim. The socket path is derived from (containerd address, namespace, group); a lock
+//! file serializes concurrent starts for a pod, so exactly one shim is started.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+use crate::args::Args;
+
+/// Where shim sockets live (as runc-v2's): a 0700 directory, never an abstract socket.
+pub const SOCKET_DIR: &str = "/run/containerd/s";
+/// Env var carrying the inherited listener fd to the serving process.
+pub const LISTEN_FD_ENV: &str = "MYPOD_LISTEN_FD";
+/// Env var carrying the socket path to the serving process.
+pub const SOCKET_ENV: &str = "MYPOD_SOCKET";
+
+/// Errors of `start`.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let what = what.into();
+    move |source| StartError::Io { what, source }
+}
+
+/// The socket path for a pod group.
+pub fn socket_path(address: &str, namespace: &str, group: &str) -> PathBuf {
+    let mut h = Sha256::new();
+    h.update(address.as_bytes());
+    h.update(b"/");
+    h.update(namespace.as_bytes());
+    h.update(b"/");
+    h.update(group.as_bytes());
+    let hex: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Path::new(SOCKET_DIR).join(format!("mypod-{hex}"))
+}
+
+/// Runs `start` in the bundle directory (cwd); returns the address to print.
+pub fn run(args: &Args) -> Result<String, StartError> {
+    let bundle = std::env::current_dir().map_err(io("current dir"))?;
+    // A config.json that cannot be read is reported by Create; group by id meanwhile.
+    let group = match mypod_sandbox::spec::load(&bundle) {
+        Ok(spec) => mypod_sandbox::spec::group_id(&spec, &args.id).to_string(),
+        Err(_) => args.id.clone(),
+    };
+    let sock = socket_path(&args.address, &args.namespace, &group);
+    let address = format!("unix://{}", sock.display());
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(SOCKET_DIR)
+        .map_err(io(format!("create {SOCKET_DIR}")))?;
+    let lock = lock(&sock)?;
+
+    let pid = if UnixStream::connect(&sock).is_ok() {
+        // The pod's shim is alive: this container joins it.
+        None
+    } else {
+        if sock.exists() {
+            // Its shim died (the socket refuses): start a new one; the new shim logs it.
+            let _ = fs::remove_file(&sock);
+        }
+        Some(spawn_server(args, &bundle, &sock, &group)?)
+    };
+    write_file(&bundle.join("address"), &address)?;
+    if let Some(pid) = pid {
+        write_file(&bundle.join("shim.pid"), &pid.to_string())?;
+    } else if let Ok(p) = fs::read_to_string(sock.with_extension("pid")) {
+        write_file(&bundle.join("shim.pid"), p.trim())?;
+    }
+    drop(lock);
+    Ok(address)
+}
+
+/// Serializes starts by locking the socket directory itself (nothing to clean up; the
+/// critical section is a connect or a bind + spawn).
+fn lock(sock: &Path) -> Result<File, StartError> {
+    let path = sock.parent().unwrap_or(Path::new(SOCKET_DIR));
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(path)
+        .map_err(io(format!("open {}", path.display())))?;
+    // SAFETY: flock on an fd we own; blocks until the other start releases it.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io(format!("lock {}", path.display()))(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(f)
+}
+
+fn write_file(path: &Path, data: &str) -> Result<(), StartError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, data).map_err(io(format!("write {}", tmp.display())))?;
+    fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display())))
+}
+
+/// Binds the socket and starts the detached serving process with it.
+fn spawn_server(args: &Args, bundle: &Path, sock: &Path, group: &str) -> Result<u32, StartError> {
+    let listener = UnixListener::bind(sock).map_err(io(format!("listen on {}", sock.display())))?;
+    let exe = std::env::current_exe().map_err(io("find own executable"))?;
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new(&exe);
+    cmd.arg("-namespace")
+        .arg(&args.namespace)
+        .arg("-address")
+        .arg(&args.address)
+        .arg("-publish-binary")
+        .arg(&args.publish_binary)
+        .arg("-id")
+        .arg(group);
+    if args.debug {
+        cmd.arg("-debug");
+    }
+    cmd.arg("serve")
+        .current_dir(bundle)
+        .env(LISTEN_FD_ENV, fd.to_string())
+        .env(SOCKET_ENV, sock)
+        // containerd reads start's stdout and stderr to the end: the server must not
+        // hold them. It logs to the bundle's log FIFO instead.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec the closure calls only setsid and fcntl, which are
+    // async-signal-safe; `start` is single-threaded anyway.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            let fl = libc::fcntl(fd, libc::F_GETFD);
+            if fl < 0 || libc::fcntl(fd, libc::F_SETFD, fl & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(io(format!("start {}", exe.display())))?;
+    let _ = fs::write(sock.with_extension("pid"), child.id().to_string());
+    let _ = std::io::stderr().flush();
+    Ok(child.id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_path_depends_on_all_parts_and_fits_sun_path() {
+        let a = socket_path("/run/containerd/containerd.sock", "k8s.io", "pod1");
+        assert_eq!(
+            a,
+            socket_path("/run/containerd/containerd.sock", "k8s.io", "pod1")
+        );
+        assert_ne!(
+            a,
+            socket_path("/run/containerd/containerd.sock", "k8s.io", "pod2")
+        );
+        assert_ne!(
+            a,
+            socket_path("/run/containerd/containerd.sock", "default", "pod1")
+        );
+        assert_ne!(a, socket_path("/other.sock", "k8s.io", "pod1"));
+        assert!(a.as_os_str().len() < 100);
+        assert!(a.starts_with(SOCKET_DIR));
+    }
+}
