@@ -209,7 +209,7 @@ impl Pod {
         e.phase = Phase::Stopped;
         e.exit = Some(exit);
         e.container.on_exit();
-        let _ = e.exit_tx.send(Some(exit));
+        e.exit_tx.send_replace(Some(exit));
         let mut ev = TaskExit::new();
         ev.container_id = id.to_string();
         ev.id = id.to_string();
