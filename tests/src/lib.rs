@@ -1,0 +1,46 @@
+//! Harness for mypod's end-to-end tests: private containerd instances (1.6, 1.7, 2.1) driven
+//! through `ctr` exactly as a user would, with complete cleanup.
+//!
+//! Environment:
+//! - `MYPOD_TEST_RUNTIME` = `mypod` (default) or `runc`: which runtime the suite runs containers
+//!   with; `runc` checks the tests themselves against containerd's runc shim.
+//! - `MYPOD_SHIM`: the shim binary (default `<repo>/target/release/containerd-shim-mypod-v2`).
+//! - `MYPOD_CONTAINERD_1_6`, `_1_7`, `_2_1`: directories holding `containerd` and `ctr`.
+//! - `MYPOD_TEST_IMAGE`: the OCI layout tar (default `<repo>/.cache/images/busybox.tar`).
+//! - `MYPOD_TEST_TMPDIR`: where instance dirs go (default `/tmp`).
+
+pub mod caps;
+pub mod cleanup;
+pub mod command;
+pub mod containerd;
+pub mod ctr;
+pub mod image;
+pub mod procfs;
+pub mod version;
+
+pub use command::Output;
+pub use containerd::{Containerd, MYPOD_RUNTIME, RUNC_RUNTIME};
+pub use ctr::Task;
+pub use image::IMAGE;
+pub use version::Version;
+
+/// Makes one `#[test]` per containerd version from a function `fn NAME(c: &Containerd)`:
+/// `per_version!(NAME);` gives `NAME::v1_6`, `NAME::v1_7` and `NAME::v2_1`;
+/// `per_version!(NAME: v1_7, v2_1);` only those. Each test gets a fresh containerd instance.
+#[macro_export]
+macro_rules! per_version {
+    ($name:ident) => {
+        $crate::per_version!($name: v1_6, v1_7, v2_1);
+    };
+    ($name:ident: $($v:ident),+ $(,)?) => {
+        mod $name {
+            $(
+                #[test]
+                fn $v() {
+                    let c = $crate::Containerd::start(stringify!($v));
+                    super::$name(&c);
+                }
+            )+
+        }
+    };
+}

@@ -1,0 +1,169 @@
+//! Issue 2: bad input fails fast with an error that names the problem, through ctr, and leaves
+//! no task, container, shim, process, mount or cgroup behind.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mypod_tests::{per_version, Containerd};
+use serde_json::json;
+
+/// (j) A missing executable fails at once and the error names it.
+fn missing_executable(c: &Containerd) {
+    let out = c.run("nope", &[], &["/bin/nope"]);
+    out.assert_failure();
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "a missing executable must fail fast:\n{out}"
+    );
+    assert!(
+        out.stderr.contains("/bin/nope"),
+        "the error should name /bin/nope:\n{out}"
+    );
+    c.assert_clean("nope");
+}
+per_version!(missing_executable);
+
+/// (j) A relative command that is not on the image's PATH fails and names the command.
+fn command_not_on_path(c: &Containerd) {
+    let out = c.run("nocmd", &[], &["no-such-command"]);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("no-such-command"),
+        "the error should name the command:\n{out}"
+    );
+    c.assert_clean("nocmd");
+}
+per_version!(command_not_on_path);
+
+/// (j) A spec file that is not valid JSON, or has a string where a number belongs, is refused
+/// by ctr itself before any container exists.
+fn broken_spec_file_is_refused(c: &Containerd) {
+    let file = c.write_spec_file("broken", "{\"ociVersion\": \"1.0.2\", \"process\": {");
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        c.runtime(),
+        "--config",
+        &file,
+        "broken",
+    ]);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("JSON"),
+        "ctr should say the JSON is broken:\n{out}"
+    );
+
+    let mut spec = c.config_spec("typed", &["/bin/true"]);
+    spec["process"]["user"]["uid"] = json!("zero");
+    let out = c.run_config("typed", &[], &spec);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("uid"),
+        "ctr should name the bad field:\n{out}"
+    );
+    assert!(
+        c.containers().is_empty(),
+        "no container may exist: {:?}",
+        c.containers()
+    );
+    c.assert_clean("broken");
+    c.assert_clean("typed");
+}
+per_version!(broken_spec_file_is_refused);
+
+/// (j) A spec that ctr and containerd accept but the runtime cannot use (an rlimit type that
+/// does not exist) is refused by the runtime, with an error naming the bad value.
+fn unknown_rlimit_in_spec(c: &Containerd) {
+    let mut spec = c.config_spec("rlimit", &["/bin/true"]);
+    spec["process"]["rlimits"] = json!([{ "type": "RLIMIT_BOGUS", "soft": 1, "hard": 1 }]);
+    let out = c.run_config("rlimit", &[], &spec);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("RLIMIT_BOGUS"),
+        "the error should name RLIMIT_BOGUS:\n{out}"
+    );
+    c.assert_clean("rlimit");
+}
+per_version!(unknown_rlimit_in_spec);
+
+/// (j) Joining a namespace whose path does not exist (no pid can be 999999999: pid_max is at
+/// most 2^22).
+fn missing_namespace_path(c: &Containerd) {
+    let ns = "/proc/999999999/ns/net";
+    assert!(!Path::new(ns).exists());
+    let out = c.run(
+        "nons",
+        &["--with-ns", &format!("network:{ns}")],
+        &["/bin/true"],
+    );
+    out.assert_failure();
+    assert!(
+        out.stderr.contains(ns),
+        "the error should name {ns}:\n{out}"
+    );
+    c.assert_clean("nons");
+}
+per_version!(missing_namespace_path);
+
+/// (j) A bind mount whose source does not exist.
+fn missing_bind_source(c: &Containerd) {
+    let src = "/nonexistent-mypod-test-source";
+    assert!(!Path::new(src).exists());
+    let mount = format!("type=bind,src={src},dst=/x,options=rbind:ro");
+    let out = c.run("nosrc", &["--mount", &mount], &["/bin/true"]);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains(src),
+        "the error should name {src}:\n{out}"
+    );
+    c.assert_clean("nosrc");
+}
+per_version!(missing_bind_source);
+
+/// (j) A cwd that does not exist is created, as runc does (Kubernetes workingDir relies on it);
+/// a cwd that cannot be created is a clear error (`cwd_is_a_file`).
+fn missing_cwd(c: &Containerd) {
+    let out = c.run(
+        "nocwd",
+        &["--cwd", "/does/not/exist"],
+        &["/bin/sh", "-c", "pwd"],
+    );
+    out.assert_success();
+    assert_eq!(out.stdout, "/does/not/exist\n", "{out}");
+    c.assert_clean("nocwd");
+}
+per_version!(missing_cwd);
+
+/// (j) A cwd that is a regular file cannot be made a directory: a clear error.
+fn cwd_is_a_file(c: &Containerd) {
+    let out = c.run(
+        "filecwd",
+        &["--cwd", "/etc/passwd"],
+        &["/bin/sh", "-c", "pwd"],
+    );
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("/etc/passwd"),
+        "the error should name the cwd:\n{out}"
+    );
+    c.assert_clean("filecwd");
+}
+per_version!(cwd_is_a_file);
+
+/// (j) A failed start does not poison the instance: the next container runs.
+fn works_after_failures(c: &Containerd) {
+    c.run("f1", &[], &["/bin/nope"]).assert_failure();
+    c.run("f2", &["--cwd", "/etc/passwd"], &["/bin/true"])
+        .assert_failure();
+    let out = c.run("ok", &[], &["/bin/sh", "-c", "echo fine"]);
+    assert_eq!(
+        (out.exit_code(), out.stdout.as_str()),
+        (0, "fine\n"),
+        "{out}"
+    );
+    for id in ["f1", "f2", "ok"] {
+        c.assert_clean(id);
+    }
+}
+per_version!(works_after_failures);

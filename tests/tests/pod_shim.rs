@@ -1,0 +1,102 @@
+//! One shim per pod: containers with the same group annotation (as CRI's sandbox id) share one
+//! mypod shim, which keeps serving the others when one exits or fails to create, and exits
+//! with the last one.
+
+use std::time::{Duration, Instant};
+
+use mypod_tests::{per_version, procfs, Containerd};
+
+const GROUP: &str = "--annotation=io.containerd.runc.v2.group=pod1";
+
+fn one_shim(c: &Containerd) -> u32 {
+    let shims = c.shim_pids();
+    assert_eq!(
+        shims.len(),
+        1,
+        "expected one shim for the pod, got {shims:?}"
+    );
+    shims[0]
+}
+
+fn pod_shares_one_shim_and_survives_failures(c: &Containerd) {
+    if !c.is_mypod() {
+        return; // runc-v2 also groups by this annotation, but this is mypod's contract.
+    }
+    c.run_detached("a", &[GROUP], &["sleep", "1000"]);
+    c.run_detached("b", &[GROUP], &["/bin/sh", "-c", "exit 3"]);
+    let shim = one_shim(c);
+    let a = c.wait_task_status("a", "RUNNING", Duration::from_secs(10));
+    assert_eq!(
+        procfs::ppid(a.pid),
+        Some(shim),
+        "a's parent is the pod shim"
+    );
+    c.wait_task_status("b", "STOPPED", Duration::from_secs(10));
+
+    // b's exit status reaches ctr; deleting b leaves a and the shim alone.
+    let del = c.delete_task("b");
+    assert!(
+        del.combined().contains("exit code 3") || del.success(),
+        "deleting b:\n{del}"
+    );
+    c.remove_container("b");
+    assert_eq!(c.task("a").map(|t| t.status), Some("RUNNING".into()));
+    assert_eq!(one_shim(c), shim, "the pod shim must survive b's delete");
+
+    // A container of the pod that cannot be created: clear error, pod untouched.
+    let bad = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        c.runtime(),
+        GROUP,
+        mypod_tests::IMAGE,
+        "c",
+        "/bin/nope",
+    ]);
+    bad.assert_failure();
+    assert!(
+        bad.stderr.contains("/bin/nope"),
+        "error names the file:\n{bad}"
+    );
+    assert_eq!(c.task("a").map(|t| t.status), Some("RUNNING".into()));
+    assert_eq!(
+        one_shim(c),
+        shim,
+        "a failed create must not take the pod shim down"
+    );
+    assert!(procfs::alive(a.pid));
+
+    // The last container's delete ends the shim.
+    c.kill_and_remove("a");
+    let start = Instant::now();
+    while procfs::alive(shim) && procfs::cmdline(shim).is_some_and(|l| l.contains("shim")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the pod shim {shim} should exit with its last container"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.assert_clean("a");
+}
+per_version!(pod_shares_one_shim_and_survives_failures);
+
+/// Containers without a group each get their own shim.
+fn ungrouped_containers_get_their_own_shims(c: &Containerd) {
+    if !c.is_mypod() {
+        return;
+    }
+    c.run_detached("x", &[], &["sleep", "1000"]);
+    c.run_detached("y", &[], &["sleep", "1000"]);
+    let shims = c.shim_pids();
+    assert_eq!(
+        shims.len(),
+        2,
+        "one shim per ungrouped container: {shims:?}"
+    );
+    c.kill_and_remove("x");
+    c.kill_and_remove("y");
+    c.assert_clean("x");
+    c.assert_clean("y");
+}
+per_version!(ungrouped_containers_get_their_own_shims);

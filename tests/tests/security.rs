@@ -1,0 +1,296 @@
+//! Issue 2: isolation the default spec asks for: read-only rootfs, capability sets,
+//! no_new_privs, masked and read-only paths.
+
+use std::time::Duration;
+
+use mypod_tests::caps::{self, DEFAULT_MASK};
+use mypod_tests::ctr::{host_has, host_status_field};
+use mypod_tests::{per_version, procfs, Containerd};
+
+/// (d) --read-only: the rootfs (and /tmp, which the default spec does not mount) refuse writes;
+/// the tmpfs mounts of the default spec (/run, /dev/shm) still take them. Without the flag the
+/// rootfs is writable.
+fn read_only_rootfs(c: &Containerd) {
+    let script = "touch /x 2>&1; echo root=$?; touch /tmp/x 2>&1; echo tmp=$?; \
+                  touch /run/x && echo run=$?; touch /dev/shm/x && echo shm=$?; \
+                  grep ' / / ' /proc/self/mountinfo";
+    let out = c.run("ro", &["--read-only"], &["/bin/sh", "-c", script]);
+    assert_eq!(out.exit_code(), 0, "{out}");
+    assert!(
+        out.stdout.contains("Read-only file system"),
+        "touch /x should fail with EROFS:\n{out}"
+    );
+    assert!(out.stdout.contains("root=1"), "touch /x must fail:\n{out}");
+    assert!(
+        out.stdout.contains("tmp=1"),
+        "/tmp is part of the read-only rootfs:\n{out}"
+    );
+    assert!(
+        out.stdout.contains("run=0"),
+        "/run is a tmpfs and writable:\n{out}"
+    );
+    assert!(
+        out.stdout.contains("shm=0"),
+        "/dev/shm is a tmpfs and writable:\n{out}"
+    );
+    let root_line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(" / / "))
+        .expect("mountinfo line for /");
+    let opts = root_line.split_whitespace().nth(5).unwrap_or("");
+    assert!(
+        opts.split(',').any(|o| o == "ro"),
+        "/ must be mounted ro: {root_line}"
+    );
+
+    let out = c.run("rw", &[], &["/bin/sh", "-c", "touch /x && echo ok"]);
+    assert_eq!(
+        (out.exit_code(), out.stdout.as_str()),
+        (0, "ok\n"),
+        "a default rootfs is writable:\n{out}"
+    );
+    c.assert_clean("rw");
+}
+per_version!(read_only_rootfs);
+
+fn parse_caps(text: &str) -> [u64; 5] {
+    let field = |name: &str| {
+        let v = procfs::status_field(text, name).unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+        caps::parse_hex(v)
+    };
+    [
+        field("CapInh"),
+        field("CapPrm"),
+        field("CapEff"),
+        field("CapBnd"),
+        field("CapAmb"),
+    ]
+}
+
+/// (e) In the container, the default spec's 14 capabilities in the permitted, effective and
+/// bounding sets, none inheritable or ambient, and no_new_privs set — as `ctr oci spec` says.
+fn default_capabilities(c: &Containerd) {
+    let spec = c.default_spec();
+    let want_bnd = caps::spec_mask(&spec, "bounding");
+    assert_eq!(
+        want_bnd,
+        DEFAULT_MASK,
+        "this version's default spec changed: {:?}",
+        caps::names_of(want_bnd)
+    );
+    let out = c.run("caps", &[], &["/bin/sh", "-c", "cat /proc/self/status"]);
+    assert_eq!(out.exit_code(), 0, "{out}");
+    let [inh, prm, eff, bnd, amb] = parse_caps(&out.stdout);
+    let show = |m: u64| format!("{m:016x} {:?}", caps::names_of(m));
+    assert_eq!(
+        bnd,
+        want_bnd,
+        "CapBnd {} vs spec {}",
+        show(bnd),
+        show(want_bnd)
+    );
+    assert_eq!(
+        prm,
+        caps::spec_mask(&spec, "permitted"),
+        "CapPrm {}",
+        show(prm)
+    );
+    assert_eq!(
+        eff,
+        caps::spec_mask(&spec, "effective"),
+        "CapEff {}",
+        show(eff)
+    );
+    assert_eq!(
+        inh,
+        caps::spec_mask(&spec, "inheritable"),
+        "CapInh {}",
+        show(inh)
+    );
+    assert_eq!(
+        amb,
+        caps::spec_mask(&spec, "ambient"),
+        "CapAmb {}",
+        show(amb)
+    );
+    assert_eq!(spec["process"]["noNewPrivileges"], true);
+    assert_eq!(
+        procfs::status_field(&out.stdout, "NoNewPrivs"),
+        Some("1"),
+        "{out}"
+    );
+    c.assert_clean("caps");
+}
+per_version!(default_capabilities);
+
+/// Runs `id` detached with `flags`, compares the task's capability sets (read on the host) to
+/// the spec containerd stored for it, restricted to what the host's bounding set allows.
+fn caps_match_stored_spec(c: &Containerd, id: &str, flags: &[&str]) -> [u64; 5] {
+    c.run_detached(id, flags, &["sleep", "1000"]);
+    let t = c.wait_task_status(id, "RUNNING", Duration::from_secs(20));
+    let spec = c.container_spec(id);
+    let host_bnd = caps::parse_hex(&host_status_field(std::process::id(), "CapBnd"));
+    let status = procfs::status(t.pid).expect("task status");
+    let got = parse_caps(&status);
+    let sets = [
+        "inheritable",
+        "permitted",
+        "effective",
+        "bounding",
+        "ambient",
+    ];
+    for (i, set) in sets.iter().enumerate() {
+        let want = caps::spec_mask(&spec, set) & host_bnd;
+        assert_eq!(
+            got[i],
+            want,
+            "{set}: task has {:?}, spec (within the host's bounding set) says {:?}",
+            caps::names_of(got[i]),
+            caps::names_of(want)
+        );
+    }
+    let nnp = if spec["process"]["noNewPrivileges"] == true {
+        "1"
+    } else {
+        "0"
+    };
+    assert_eq!(
+        procfs::status_field(&status, "NoNewPrivs"),
+        Some(nnp),
+        "NoNewPrivs vs spec"
+    );
+    c.kill_and_remove(id);
+    c.assert_clean(id);
+    got
+}
+
+/// (e) --cap-add / --cap-drop change exactly those bits.
+fn cap_add_and_drop(c: &Containerd) {
+    let got = caps_match_stored_spec(
+        c,
+        "capx",
+        &["--cap-add", "CAP_NET_ADMIN", "--cap-drop", "CAP_CHOWN"],
+    );
+    let want = (DEFAULT_MASK | 1 << caps::bit("CAP_NET_ADMIN").expect("known")) & !1;
+    assert_eq!(got[3], want, "CapBnd {:?}", caps::names_of(got[3]));
+    assert_eq!(got[2], want, "CapEff {:?}", caps::names_of(got[2]));
+}
+per_version!(cap_add_and_drop);
+
+/// (e) --privileged: every capability the host allows; --allow-new-privs clears no_new_privs.
+fn privileged_and_new_privs(c: &Containerd) {
+    let got = caps_match_stored_spec(c, "priv", &["--privileged", "--allow-new-privs"]);
+    let host_bnd = caps::parse_hex(&host_status_field(std::process::id(), "CapBnd"));
+    assert_eq!(
+        got[3],
+        host_bnd,
+        "privileged CapBnd should be the host's {:?}",
+        caps::names_of(host_bnd)
+    );
+    assert!(got[3] & (1 << caps::bit("CAP_SYS_ADMIN").expect("known")) != 0);
+    let out = c.run(
+        "nnp",
+        &["--allow-new-privs"],
+        &["/bin/sh", "-c", "grep NoNewPrivs /proc/self/status"],
+    );
+    assert_eq!(out.exit_code(), 0, "{out}");
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["NoNewPrivs:", "0"],
+        "{out}"
+    );
+    c.assert_clean("nnp");
+}
+per_version!(privileged_and_new_privs);
+
+/// (f) Masked paths of the default spec: files read as /dev/null (char 1:3, empty), directories
+/// are empty read-only tmpfs. Only paths this kernel has can be checked; at least two must be.
+fn masked_paths(c: &Containerd) {
+    let spec = c.default_spec();
+    let masked: Vec<String> = spec["linux"]["maskedPaths"]
+        .as_array()
+        .expect("default spec has maskedPaths")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .filter(|p| host_has(p))
+        .collect();
+    assert!(
+        masked.len() >= 2,
+        "too few masked paths exist on this host to test: {masked:?}"
+    );
+    let mut script = String::new();
+    for p in &masked {
+        if std::path::Path::new(p).is_dir() {
+            script += &format!("echo \"{p} dir $(stat -f -c %T {p}) $(ls -A {p} | wc -l)\"; ");
+            script += &format!("touch {p}/x 2>/dev/null && echo \"{p} WRITABLE\"; ");
+        } else {
+            script += &format!("echo \"{p} file $(stat -c %F:%t:%T {p}) $(cat {p} | wc -c)\"; ");
+        }
+    }
+    script += "exit 0";
+    let out = c.run("masked", &[], &["/bin/sh", "-c", &script]);
+    assert_eq!(out.exit_code(), 0, "{out}");
+    assert!(
+        !out.stdout.contains("WRITABLE"),
+        "a masked directory is writable:\n{out}"
+    );
+    for p in &masked {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{p} ")))
+            .unwrap_or_else(|| panic!("no line for {p}:\n{out}"));
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.get(1) {
+            Some(&"dir") => assert_eq!(
+                &f[2..],
+                ["tmpfs", "0"],
+                "{p} should be an empty tmpfs: {line}"
+            ),
+            _ => assert_eq!(
+                &f[2..],
+                ["character", "special", "file:1:3", "0"],
+                "{p} should be /dev/null: {line}"
+            ),
+        }
+    }
+    c.assert_clean("masked");
+}
+per_version!(masked_paths);
+
+/// (f) Read-only paths of the default spec: /proc/sys and friends refuse writes.
+fn readonly_paths(c: &Containerd) {
+    let spec = c.default_spec();
+    let ro: Vec<&str> = spec["linux"]["readonlyPaths"]
+        .as_array()
+        .expect("readonlyPaths")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        ro.contains(&"/proc/sys"),
+        "default spec should make /proc/sys read-only: {ro:?}"
+    );
+    let script = "echo x > /proc/sys/kernel/domainname; echo rc=$?; \
+                  grep ' /proc/sys ' /proc/self/mountinfo";
+    let out = c.run("ro-paths", &[], &["/bin/sh", "-c", script]);
+    assert_eq!(out.exit_code(), 0, "{out}");
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "writing /proc/sys must fail with EROFS:\n{out}"
+    );
+    assert!(out.stdout.contains("rc=1"), "{out}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(" /proc/sys "))
+        .unwrap_or_else(|| panic!("/proc/sys is not a mount:\n{out}"));
+    let opts = line.split_whitespace().nth(5).unwrap_or("");
+    assert!(
+        opts.split(',').any(|o| o == "ro"),
+        "/proc/sys must be mounted ro: {line}"
+    );
+    c.assert_clean("ro-paths");
+}
+per_version!(readonly_paths);
