@@ -28,9 +28,6 @@ use crate::spec::{self, SpecError};
 use crate::stdio::{Stdio, StdioError, StdioPaths};
 use crate::wire::{self, InitMsg, InitRequest, WireError};
 
-/// How long container setup may take before Create gives up.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// Errors of the container lifecycle.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -71,6 +68,8 @@ pub struct CreateOpts {
     pub stdio: StdioPaths,
     /// The helper binary (normally /proc/self/exe of the shim).
     pub init_exe: PathBuf,
+    /// How long setup may take before Create gives up.
+    pub setup_timeout: Duration,
 }
 
 /// A created or running container.
@@ -189,7 +188,7 @@ impl Container {
             exec: false,
         };
         let mut chan = spawn_init(&opts.init_exe, child_stdio)?;
-        chan.set_read_timeout(Some(SETUP_TIMEOUT))
+        chan.set_read_timeout(Some(opts.setup_timeout).filter(|d| !d.is_zero()))
             .map_err(WireError::Io)?;
         wire::send(&mut chan, &req)?;
         let pid = loop {

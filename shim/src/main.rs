@@ -2,6 +2,7 @@
 //! from one process, setting containers up itself (no runc).
 
 mod args;
+mod config;
 mod delete;
 mod error;
 mod events;

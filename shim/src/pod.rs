@@ -56,6 +56,7 @@ pub struct Pod {
     events: Publisher,
     layout: Layout,
     exe: PathBuf,
+    setup_timeout: std::time::Duration,
     /// Notified when the shim should exit.
     pub exit: Notify,
 }
@@ -64,12 +65,18 @@ type Result<T> = std::result::Result<T, ServiceError>;
 
 impl Pod {
     /// A pod with no containers yet.
-    pub fn new(events: Publisher, layout: Layout, exe: PathBuf) -> Pod {
+    pub fn new(
+        events: Publisher,
+        layout: Layout,
+        exe: PathBuf,
+        setup_timeout: std::time::Duration,
+    ) -> Pod {
         Pod {
             state: Mutex::new(State::default()),
             events,
             layout,
             exe,
+            setup_timeout,
             exit: Notify::new(),
         }
     }
@@ -114,6 +121,7 @@ impl Pod {
                 .collect(),
             stdio: stdio.clone(),
             init_exe: self.exe.clone(),
+            setup_timeout: self.setup_timeout,
         };
         let layout = self.layout.clone();
         let made = tokio::task::spawn_blocking(move || Container::create(opts, &layout)).await;

@@ -28,12 +28,13 @@ pub enum ServeError {
 
 /// Runs the server until the pod is gone; returns the process exit code.
 pub fn run(args: Args) -> i32 {
-    logger::init(args.debug);
+    let config = crate::config::Config::from_env();
+    logger::init(args.debug || config.debug);
     if let Ok(cwd) = std::env::current_dir() {
         logger::add_bundle(&cwd);
     }
     let socket = std::env::var(SOCKET_ENV).unwrap_or_default();
-    let code = match serve_blocking(&args) {
+    let code = match serve_blocking(&args, &config) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("shim for pod {}: {e}", args.id);
@@ -47,7 +48,7 @@ pub fn run(args: Args) -> i32 {
     code
 }
 
-fn serve_blocking(args: &Args) -> Result<(), ServeError> {
+fn serve_blocking(args: &Args, config: &crate::config::Config) -> Result<(), ServeError> {
     let fd: RawFd = std::env::var(LISTEN_FD_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -67,10 +68,10 @@ fn serve_blocking(args: &Args) -> Result<(), ServeError> {
         .thread_keep_alive(Duration::from_secs(2))
         .build()
         .map_err(|e| ServeError::Setup(format!("runtime: {e}")))?;
-    rt.block_on(serve(args, fd))
+    rt.block_on(serve(args, config, fd))
 }
 
-async fn serve(args: &Args, fd: RawFd) -> Result<(), ServeError> {
+async fn serve(args: &Args, config: &crate::config::Config, fd: RawFd) -> Result<(), ServeError> {
     // Register for SIGCHLD before any child exists.
     let mut sigchld = signal(SignalKind::child()).map_err(|e| ServeError::Setup(e.to_string()))?;
     let mut sigterm =
@@ -84,7 +85,8 @@ async fn serve(args: &Args, fd: RawFd) -> Result<(), ServeError> {
         mypod_sandbox::cgroup::Layout::detect().map_err(|e| ServeError::Setup(e.to_string()))?;
     let exe =
         std::env::current_exe().map_err(|e| ServeError::Setup(format!("own executable: {e}")))?;
-    let pod = Arc::new(Pod::new(events.clone(), layout, exe));
+    let setup_timeout = Duration::from_secs(config.container.setup_timeout);
+    let pod = Arc::new(Pod::new(events.clone(), layout, exe, setup_timeout));
     // SAFETY: `fd` is the listening socket `start` passed us; nothing else uses it.
     let server = unsafe { ttrpc::asynchronous::Server::new().add_unix_listener(fd)? };
     let mut server = server.register_service(crate::service::services(pod.clone()));

@@ -27,6 +27,8 @@ pub const SOCKET_ENV: &str = "MYPOD_SOCKET";
 /// Errors of `start`.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -57,6 +59,14 @@ pub fn socket_path(address: &str, namespace: &str, group: &str) -> PathBuf {
 /// Runs `start` in the bundle directory (cwd); returns the address to print.
 pub fn run(args: &Args) -> Result<String, StartError> {
     let bundle = std::env::current_dir().map_err(io("current dir"))?;
+    // Validate runtime.toml now, so a bad file fails the pod's start naming the key.
+    let config = match crate::config::Config::source_from_stdin()? {
+        Some((text, origin)) => {
+            crate::config::Config::parse(&text, &origin)?;
+            Some(text)
+        }
+        None => None,
+    };
     // A config.json that cannot be read is reported by Create; group by id meanwhile.
     let group = match mypod_sandbox::spec::load(&bundle) {
         Ok(spec) => mypod_sandbox::spec::group_id(&spec, &args.id).to_string(),
@@ -79,7 +89,13 @@ pub fn run(args: &Args) -> Result<String, StartError> {
             // Its shim died (the socket refuses): start a new one; the new shim logs it.
             let _ = fs::remove_file(&sock);
         }
-        Some(spawn_server(args, &bundle, &sock, &group)?)
+        Some(spawn_server(
+            args,
+            &bundle,
+            &sock,
+            &group,
+            config.as_deref(),
+        )?)
     };
     write_file(&bundle.join("address"), &address)?;
     if let Some(pid) = pid {
@@ -116,7 +132,13 @@ fn write_file(path: &Path, data: &str) -> Result<(), StartError> {
 }
 
 /// Binds the socket and starts the detached serving process with it.
-fn spawn_server(args: &Args, bundle: &Path, sock: &Path, group: &str) -> Result<u32, StartError> {
+fn spawn_server(
+    args: &Args,
+    bundle: &Path,
+    sock: &Path,
+    group: &str,
+    config: Option<&str>,
+) -> Result<u32, StartError> {
     let listener = UnixListener::bind(sock).map_err(io(format!("listen on {}", sock.display())))?;
     let exe = std::env::current_exe().map_err(io("find own executable"))?;
     let fd = listener.as_raw_fd();
@@ -136,6 +158,7 @@ fn spawn_server(args: &Args, bundle: &Path, sock: &Path, group: &str) -> Result<
         .current_dir(bundle)
         .env(LISTEN_FD_ENV, fd.to_string())
         .env(SOCKET_ENV, sock)
+        .env(crate::config::CONFIG_ENV, config.unwrap_or_default())
         // containerd reads start's stdout and stderr to the end: the server must not
         // hold them. It logs to the bundle's log FIFO instead.
         .stdin(Stdio::null())
