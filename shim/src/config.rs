@@ -31,7 +31,7 @@ pub enum ConfigError {
 }
 
 /// The shim's configuration (see runtime.toml for every key).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Log at debug level.
@@ -46,15 +46,6 @@ pub struct Config {
 pub struct ContainerConfig {
     /// Seconds container setup may take.
     pub setup_timeout: u64,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            debug: false,
-            container: ContainerConfig::default(),
-        }
-    }
 }
 
 impl Default for ContainerConfig {
