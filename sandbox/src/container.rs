@@ -1,15 +1,16 @@
-//! A container: created from a bundle by an exec'd init helper, started by a byte on
+//! Containers and their processes: created by an exec'd init helper, started by a byte on
 //! the init channel, cleaned up (processes, rootfs, cgroup) on delete.
 //!
-//! Create: the caller's process (multi-threaded) only spawns `<exe> init` with the
-//! channel on fd 3 and the process's stdio on 0-2. The helper — single-threaded and
-//! freshly exec'd — joins the cgroup and namespaces, forks the container process, reports
-//! its pid and exits; the container process builds its root, drops privileges, reports
-//! `Ready` and blocks until the start byte, then execs. A successful exec closes the
-//! channel (close-on-exec), which is how the caller learns it started.
+//! Create: the caller (multi-threaded) only spawns `<exe> init` with the channel on fd 3,
+//! an optional console socket on fd 4 and the process's stdio on 0-2. The helper — single-
+//! threaded and freshly exec'd — joins the cgroup and namespaces, forks the process,
+//! reports its pid and exits; the process builds its root (or, for an exec, joins the
+//! container's namespaces), applies the process spec, reports `Ready` and blocks until the
+//! start byte, then execs. A successful exec closes the channel (close-on-exec), which is
+//! how the caller learns it started.
 //!
 //! The caller must reap children (the helper exits right after reporting the pid), and
-//! should be a child subreaper so the container process is reparented to it.
+//! should be a child subreaper so the processes are reparented to it.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -19,13 +20,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process as ProcessSpec, Spec};
 
 use crate::cgroup::{Cgroup, CgroupError, Layout};
+use crate::console::{self, ConsoleError};
 use crate::mount::{self, MountError, MountSpec};
 use crate::process::{PidFd, ProcessError};
 use crate::spec::{self, SpecError};
-use crate::stdio::{Stdio, StdioError, StdioPaths};
+use crate::stdio::{LogContext, Stdio, StdioError, StdioPaths};
 use crate::wire::{self, InitMsg, InitRequest, WireError};
 
 /// Errors of the container lifecycle.
@@ -42,23 +44,38 @@ pub enum ContainerError {
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error(transparent)]
+    Console(#[from] ConsoleError),
+    #[error(transparent)]
     Wire(#[from] WireError),
     #[error("start init helper {exe}: {source}")]
     Spawn {
         exe: PathBuf,
         source: std::io::Error,
     },
-    /// Setup inside the container failed; the text comes from the init process.
+    /// Setup failed; the text comes from the init process.
     #[error("{0}")]
     Init(String),
-    #[error("container init exited before it was ready")]
+    #[error("the process exited before it was ready")]
     InitVanished,
-    #[error("container is not in the created state")]
+    #[error("process is not in the created state")]
     NotCreated,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How to launch processes: the helper binary and limits.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// The helper binary (normally /proc/self/exe of the shim).
+    pub init_exe: PathBuf,
+    /// How long setup may take before it is given up.
+    pub setup_timeout: Duration,
+    /// containerd namespace (for logging binaries).
+    pub namespace: String,
 }
 
 /// What Create needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CreateOpts {
     pub id: String,
     /// Absolute bundle path.
@@ -66,10 +83,73 @@ pub struct CreateOpts {
     /// containerd's snapshot mounts; empty means the bundle's rootfs is ready.
     pub rootfs: Vec<MountSpec>,
     pub stdio: StdioPaths,
-    /// The helper binary (normally /proc/self/exe of the shim).
-    pub init_exe: PathBuf,
-    /// How long setup may take before Create gives up.
-    pub setup_timeout: Duration,
+    pub launcher: Launcher,
+}
+
+/// What an exec needs.
+#[derive(Debug, Clone)]
+pub struct ExecOpts {
+    pub exec_id: String,
+    pub process: ProcessSpec,
+    pub stdio: StdioPaths,
+    pub launcher: Launcher,
+}
+
+/// A process of a container (its init or an exec), after setup.
+#[derive(Debug)]
+pub struct Process {
+    pid: PidFd,
+    /// The init channel, until the process has exec'd.
+    chan: Option<UnixStream>,
+    stdio: Stdio,
+    /// The pty master, for a process on a terminal.
+    console: Option<OwnedFd>,
+}
+
+impl Process {
+    /// Host pid.
+    pub fn pid(&self) -> i32 {
+        self.pid.pid()
+    }
+
+    /// Takes what starting needs, so the blocking part can run without the process.
+    pub fn begin_start(&mut self) -> Result<Starter, ContainerError> {
+        self.chan
+            .take()
+            .map(|chan| Starter { chan })
+            .ok_or(ContainerError::NotCreated)
+    }
+
+    /// Whether the process is still waiting for start.
+    pub fn is_created(&self) -> bool {
+        self.chan.is_some()
+    }
+
+    /// Signals the process (pidfd: never a reused pid).
+    pub fn signal(&self, sig: i32) -> Result<(), ContainerError> {
+        Ok(self.pid.signal(sig)?)
+    }
+
+    /// The stdin FIFO and the process's stdin pipe, for copying (once; see
+    /// [`Stdio::take_stdin_copy`]).
+    pub fn take_stdin_copy(&mut self) -> Option<(std::fs::File, std::fs::File)> {
+        self.stdio.take_stdin_copy()
+    }
+
+    /// The pty master and the shim's FIFO ends, for copying (terminal mode; once).
+    pub fn take_terminal(
+        &mut self,
+    ) -> Option<(OwnedFd, Option<std::fs::File>, Option<std::fs::File>)> {
+        let master = self.console.take()?;
+        let (stdin, stdout) = self.stdio.take_terminal_ends();
+        Some((master, stdin, stdout))
+    }
+
+    /// The process exited: readers of its output may now see EOF.
+    pub fn on_exit(&mut self) {
+        self.chan = None;
+        self.stdio.release();
+    }
 }
 
 /// A created or running container.
@@ -78,16 +158,15 @@ pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
     pub spec: Spec,
-    pid: PidFd,
+    /// The container's init process.
+    pub init: Process,
     cgroup: Cgroup,
     /// Set when we mounted the rootfs ourselves (and must unmount it).
     mounted_rootfs: Option<PathBuf>,
-    /// The init channel, until the process has exec'd.
-    chan: Option<UnixStream>,
-    stdio: Stdio,
 }
 
 /// Resources taken during create, released if create fails half way.
+#[derive(Default)]
 struct Partial {
     mounted_rootfs: Option<PathBuf>,
     cgroup: Option<Cgroup>,
@@ -135,16 +214,16 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
     bundle.join(root)
 }
 
+fn wants_terminal(p: Option<&ProcessSpec>) -> bool {
+    p.and_then(|p| p.terminal()).unwrap_or(false)
+}
+
 impl Container {
     /// Creates the container; blocks until it is ready to start or has failed.
     pub fn create(opts: CreateOpts, layout: &Layout) -> Result<Container, ContainerError> {
         let spec = spec::load(&opts.bundle)?;
         spec::validate(&spec)?;
-        let mut partial = Partial {
-            mounted_rootfs: None,
-            cgroup: None,
-            pid: None,
-        };
+        let mut partial = Partial::default();
         match Self::create_inner(opts, layout, spec, &mut partial) {
             Ok(c) => Ok(c),
             Err(e) => {
@@ -175,9 +254,11 @@ impl Container {
             .and_then(|r| r.devices().clone())
             .unwrap_or_default();
         cgroup.apply_devices(&devices)?;
-        let mut stdio = Stdio::open(&opts.stdio)?;
-        let child_stdio = stdio.take_child().ok_or(ContainerError::NotCreated)?;
-
+        let terminal = wants_terminal(spec.process().as_ref());
+        let ctx = LogContext {
+            id: opts.id.clone(),
+            namespace: opts.launcher.namespace.clone(),
+        };
         let req = InitRequest {
             id: opts.id.clone(),
             spec,
@@ -185,77 +266,49 @@ impl Container {
             cgroup_procs: cgroup.procs_files(),
             cgroup_binds: cgroup.binds(),
             cgroup_v2: cgroup.v2,
-            exec: false,
+            join_pid: None,
+            console_fd: None,
         };
-        let mut chan = spawn_init(&opts.init_exe, child_stdio)?;
-        chan.set_read_timeout(Some(opts.setup_timeout).filter(|d| !d.is_zero()))
-            .map_err(WireError::Io)?;
-        wire::send(&mut chan, &req)?;
-        let pid = loop {
-            match wire::recv::<InitMsg>(&mut chan)? {
-                Some(InitMsg::Pid(pid)) => {
-                    partial.pid = Some(pid);
-                    break pid;
-                }
-                Some(InitMsg::Error(e)) => return Err(ContainerError::Init(e)),
-                Some(_) => continue,
-                None => return Err(ContainerError::InitVanished),
-            }
-        };
-        let pidfd = PidFd::open(pid)?;
-        loop {
-            match wire::recv::<InitMsg>(&mut chan)? {
-                Some(InitMsg::Ready) => break,
-                Some(InitMsg::Error(e)) => return Err(ContainerError::Init(e)),
-                Some(_) => continue,
-                None => return Err(ContainerError::InitVanished),
-            }
-        }
+        let init = launch(
+            &opts.launcher,
+            req,
+            &opts.stdio,
+            &ctx,
+            terminal,
+            &mut partial.pid,
+        )?;
         partial.pid = None;
         partial.cgroup = None;
         let mounted_rootfs = partial.mounted_rootfs.take();
         Ok(Container {
             id: opts.id,
             bundle: opts.bundle,
-            spec: req.spec,
-            pid: pidfd,
+            spec: init.1,
+            init: init.0,
             cgroup,
             mounted_rootfs,
-            chan: Some(chan),
-            stdio,
         })
     }
 
     /// Host pid of the container's init process.
     pub fn pid(&self) -> i32 {
-        self.pid.pid()
+        self.init.pid()
     }
 
-    /// Lets the process exec; returns once it has (or failed to).
-    pub fn start(&mut self) -> Result<(), ContainerError> {
-        self.begin_start()?.run()
-    }
-
-    /// Takes what starting needs, so the blocking part can run without the container.
-    pub fn begin_start(&mut self) -> Result<Starter, ContainerError> {
-        self.chan
-            .take()
-            .map(|chan| Starter { chan })
-            .ok_or(ContainerError::NotCreated)
-    }
-
-    /// Whether the process is still waiting for start.
-    pub fn is_created(&self) -> bool {
-        self.chan.is_some()
-    }
-
-    /// Signals the init process, or with `all` every process in the container.
-    pub fn signal(&self, sig: i32, all: bool) -> Result<(), ContainerError> {
-        if all {
-            self.cgroup.signal_all(sig)?;
-            return Ok(());
+    /// What an exec needs of this container, detached from it.
+    pub fn exec_target(&self) -> ExecTarget {
+        ExecTarget {
+            id: self.id.clone(),
+            spec: self.spec.clone(),
+            cgroup: self.cgroup.clone(),
+            pid: self.pid(),
         }
-        Ok(self.pid.signal(sig)?)
+    }
+
+    /// Signals every process in the container.
+    pub fn signal_all(&self, sig: i32) -> Result<(), ContainerError> {
+        self.cgroup.signal_all(sig)?;
+        Ok(())
     }
 
     /// Pids of every process in the container.
@@ -263,28 +316,12 @@ impl Container {
         Ok(self.cgroup.pids()?)
     }
 
-    /// CloseIO: let the process read EOF on stdin.
-    pub fn close_stdin(&mut self) {
-        self.stdin_mut().close_stdin();
-    }
-
-    fn stdin_mut(&mut self) -> &mut Stdio {
-        &mut self.stdio
-    }
-
-    /// The init process exited: readers of stdout/stderr may now see EOF.
-    pub fn on_exit(&mut self) {
-        self.chan = None;
-        self.stdio.release();
-    }
-
     /// Kills what is left, unmounts the rootfs we mounted and removes the cgroup.
     /// Blocking; safe to call more than once.
     pub fn destroy(&mut self) -> Result<(), ContainerError> {
-        self.chan = None;
-        let _ = self.pid.signal(libc::SIGKILL);
+        let _ = self.init.signal(libc::SIGKILL);
+        self.init.on_exit();
         self.cgroup.kill_all()?;
-        self.stdio.release();
         self.cgroup.remove()?;
         if let Some(r) = self.mounted_rootfs.take() {
             mount::unmount_all(&r)?;
@@ -293,7 +330,127 @@ impl Container {
     }
 }
 
-/// The start step of a created container, detached from it (see [`Container::begin_start`]).
+/// A running container's identity, enough to exec into it.
+#[derive(Debug, Clone)]
+pub struct ExecTarget {
+    id: String,
+    spec: Spec,
+    cgroup: Cgroup,
+    pid: i32,
+}
+
+impl ExecTarget {
+    /// Sets up an exec'd process in the container (blocking); start it with
+    /// [`Process::begin_start`].
+    pub fn exec(&self, opts: ExecOpts) -> Result<Process, ContainerError> {
+        let terminal = wants_terminal(Some(&opts.process));
+        if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(ContainerError::Invalid(format!(
+                "exec {}: process.args is empty",
+                opts.exec_id
+            )));
+        }
+        let mut spec = self.spec.clone();
+        spec.set_process(Some(opts.process));
+        let ctx = LogContext {
+            id: self.id.clone(),
+            namespace: opts.launcher.namespace.clone(),
+        };
+        let req = InitRequest {
+            id: format!("{}/{}", self.id, opts.exec_id),
+            spec,
+            rootfs: PathBuf::from("/"),
+            cgroup_procs: self.cgroup.procs_files(),
+            cgroup_binds: Vec::new(),
+            cgroup_v2: self.cgroup.v2,
+            join_pid: Some(self.pid),
+            console_fd: None,
+        };
+        let mut pid = None;
+        match launch(&opts.launcher, req, &opts.stdio, &ctx, terminal, &mut pid) {
+            Ok((p, _)) => Ok(p),
+            Err(e) => {
+                if let Some(pid) = pid {
+                    // SAFETY: kill(2) on our unreaped descendant (see Partial::undo).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Spawns the helper for `req` and waits until the process is ready. `pid_out` holds
+/// the process's pid as soon as it is known, for cleanup on failure.
+fn launch(
+    launcher: &Launcher,
+    mut req: InitRequest,
+    paths: &StdioPaths,
+    ctx: &LogContext,
+    terminal: bool,
+    pid_out: &mut Option<i32>,
+) -> Result<(Process, Spec), ContainerError> {
+    let mut stdio = if terminal {
+        Stdio::open_terminal(paths)?
+    } else {
+        Stdio::open(paths, ctx)?
+    };
+    let child_stdio = stdio.take_child().ok_or(ContainerError::NotCreated)?;
+    let console = if terminal {
+        let (ours, theirs) = UnixStream::pair().map_err(WireError::Io)?;
+        req.console_fd = Some(4);
+        Some((ours, theirs))
+    } else {
+        None
+    };
+    let mut chan = spawn_init(
+        &launcher.init_exe,
+        child_stdio,
+        console.as_ref().map(|(_, t)| t.as_raw_fd()),
+    )?;
+    let console = console.map(|(ours, _theirs)| ours);
+    let timeout = Some(launcher.setup_timeout).filter(|d| !d.is_zero());
+    chan.set_read_timeout(timeout).map_err(WireError::Io)?;
+    wire::send(&mut chan, &req)?;
+    let pid = loop {
+        match wire::recv::<InitMsg>(&mut chan)? {
+            Some(InitMsg::Pid(pid)) => {
+                *pid_out = Some(pid);
+                break pid;
+            }
+            Some(InitMsg::Error(e)) => return Err(ContainerError::Init(e)),
+            Some(_) => continue,
+            None => return Err(ContainerError::InitVanished),
+        }
+    };
+    let pidfd = PidFd::open(pid)?;
+    loop {
+        match wire::recv::<InitMsg>(&mut chan)? {
+            Some(InitMsg::Ready) => break,
+            Some(InitMsg::Error(e)) => return Err(ContainerError::Init(e)),
+            Some(_) => continue,
+            None => return Err(ContainerError::InitVanished),
+        }
+    }
+    let master = match console {
+        Some(sock) => {
+            sock.set_read_timeout(timeout).map_err(WireError::Io)?;
+            Some(console::recv_fd(sock.as_raw_fd())?)
+        }
+        None => None,
+    };
+    Ok((
+        Process {
+            pid: pidfd,
+            chan: Some(chan),
+            stdio,
+            console: master,
+        },
+        req.spec,
+    ))
+}
+
+/// The start step of a created process, detached from it (see [`Process::begin_start`]).
 #[derive(Debug)]
 pub struct Starter {
     chan: UnixStream,
@@ -324,8 +481,13 @@ pub fn cleanup_dead(bundle: &Path, id: &str, layout: &Layout) -> Result<(), Cont
     Ok(())
 }
 
-/// Starts `<exe> init` with the channel on fd 3 and the process's stdio on 0-2.
-pub(crate) fn spawn_init(exe: &Path, stdio: [OwnedFd; 3]) -> Result<UnixStream, ContainerError> {
+/// Starts `<exe> init` with the channel on fd 3, the console socket (if any) on fd 4
+/// and the process's stdio on 0-2.
+fn spawn_init(
+    exe: &Path,
+    stdio: [OwnedFd; 3],
+    console: Option<i32>,
+) -> Result<UnixStream, ContainerError> {
     let (ours, theirs) = UnixStream::pair().map_err(WireError::Io)?;
     let [stdin, stdout, stderr] = stdio;
     let mut cmd = Command::new(exe);
@@ -335,17 +497,26 @@ pub(crate) fn spawn_init(exe: &Path, stdio: [OwnedFd; 3]) -> Result<UnixStream, 
         .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr);
-    let fd = theirs.as_raw_fd();
-    // SAFETY: the closure runs between fork and exec and calls only dup2 and fcntl,
-    // which are async-signal-safe; it allocates nothing and takes no locks.
+    let chan = theirs.as_raw_fd();
+    let console = console.unwrap_or(-1);
+    // SAFETY: the closure runs between fork and exec and calls only fcntl and dup2,
+    // which are async-signal-safe; it allocates nothing and takes no locks. Sources are
+    // first moved above 10 so that placing one cannot overwrite the other.
     unsafe {
         cmd.pre_exec(move || {
-            if fd == 3 {
-                let fl = libc::fcntl(3, libc::F_GETFD);
-                if fl < 0 || libc::fcntl(3, libc::F_SETFD, fl & !libc::FD_CLOEXEC) < 0 {
+            let high = |fd: i32| -> std::io::Result<i32> {
+                let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                if h < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-            } else if libc::dup2(fd, 3) < 0 {
+                Ok(h)
+            };
+            let c = high(chan)?;
+            let k = if console >= 0 { high(console)? } else { -1 };
+            if libc::dup2(c, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if k >= 0 && libc::dup2(k, 4) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -355,7 +526,7 @@ pub(crate) fn spawn_init(exe: &Path, stdio: [OwnedFd; 3]) -> Result<UnixStream, 
         exe: exe.to_path_buf(),
         source,
     })?;
-    // Our copy of the helper's end must close, or we would never see EOF.
+    // Our copies of the helper's ends must close, or we would never see EOF.
     drop(cmd);
     drop(theirs);
     Ok(ours)

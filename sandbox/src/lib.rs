@@ -6,6 +6,7 @@
 //! exec of the multi-threaded caller: see [`container`] for the protocol.
 
 pub mod cgroup;
+pub mod console;
 pub mod container;
 pub mod init;
 pub mod mount;
@@ -14,5 +15,5 @@ pub mod spec;
 pub mod stdio;
 pub mod wire;
 
-pub use container::{Container, CreateOpts};
+pub use container::{Container, CreateOpts, ExecOpts, ExecTarget, Launcher, Process};
 pub use process::ExitStatus;

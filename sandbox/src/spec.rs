@@ -65,9 +65,6 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
             reason: "no command to run".into(),
         });
     }
-    if process.terminal() == Some(true) {
-        return unsupported("process.terminal");
-    }
     if process
         .apparmor_profile()
         .as_ref()

@@ -1,15 +1,20 @@
-//! The container's stdio from the paths containerd passes: FIFOs, `file://` URIs,
-//! or nothing (/dev/null).
+//! A process's stdio from the URIs containerd passes: FIFO paths, `file:///path`,
+//! `binary:///path?args` (a logging binary, containerd's protocol), or nothing (/dev/null).
 //!
-//! The process gets the FIFOs themselves — no copy threads in the shim. The shim keeps
-//! a read end of stdout/stderr open so a writer never gets SIGPIPE while containerd
-//! restarts (as runc-v2 does), and a write end of stdin so the process does not see
-//! EOF before containerd connects; [`Stdio::close_stdin`] (CloseIO) lets EOF through.
+//! Without a terminal the process writes to the stdout/stderr FIFOs themselves — no copying
+//! in the shim. The shim keeps a read end of them open so a writer never gets SIGPIPE while
+//! containerd restarts (as runc-v2 does). stdin is a pipe the shim feeds from the stdin
+//! FIFO ([`Stdio::take_stdin_copy`]), so that both the FIFO's EOF and CloseIO (which CRI
+//! sends while containerd still holds the FIFO open) reach the process as EOF.
+//! With a terminal the process gets the pty, and the shim copies between the FIFOs and the
+//! pty master ([`Stdio::take_terminal_ends`]).
 
-use std::fs::OpenOptions;
-use std::os::fd::OwnedFd;
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::time::Duration;
 
 /// Errors opening stdio.
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +25,8 @@ pub enum StdioError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{what} {path:?}: the binary:// log driver is not supported yet")]
-    Binary { what: &'static str, path: String },
+    #[error("logging binary {uri:?}: {reason}")]
+    Binary { uri: String, reason: String },
 }
 
 /// The stdio paths of a process as containerd names them ("" = none).
@@ -32,15 +37,25 @@ pub struct StdioPaths {
     pub stderr: String,
 }
 
+/// Who the process is, for a logging binary's environment.
+#[derive(Debug, Clone, Default)]
+pub struct LogContext {
+    pub id: String,
+    pub namespace: String,
+}
+
 /// Opened stdio: fds for the process and fds the shim holds.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Stdio {
     /// stdin, stdout, stderr of the process, until handed over.
     child: Option<[OwnedFd; 3]>,
     /// Held while the process runs (stdout/stderr read ends).
     holds: Vec<OwnedFd>,
-    /// The stdin write end held until CloseIO.
-    stdin_hold: Option<OwnedFd>,
+    /// The stdin FIFO's read end and the write end of the process's stdin pipe.
+    stdin_copy: Option<(File, File)>,
+    /// Terminal mode: the shim's ends (stdin FIFO to read, stdout FIFO to write).
+    term_in: Option<File>,
+    term_out: Option<File>,
 }
 
 fn open_err<'a>(
@@ -63,76 +78,96 @@ fn dev_null(write: bool) -> Result<OwnedFd, StdioError> {
         .into())
 }
 
+/// Opens the stdin FIFO's read end without waiting for a writer (containerd's writer is
+/// already counted: it opens its end before Create).
+fn stdin_fifo(p: &str) -> Result<File, StdioError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)
+        .map_err(open_err("stdin", p))
+}
+
+/// Opens an output FIFO: a held O_RDWR end (never blocks, keeps a reader) and a write end.
+fn output_fifo(what: &'static str, path: &str) -> Result<(OwnedFd, File), StdioError> {
+    let p = path.strip_prefix("fifo://").unwrap_or(path);
+    if !Path::new(p).exists() {
+        return Err(open_err(what, path)(std::io::ErrorKind::NotFound.into()));
+    }
+    let hold = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .map_err(open_err(what, path))?;
+    let w = OpenOptions::new()
+        .write(true)
+        .open(p)
+        .map_err(open_err(what, path))?;
+    Ok((hold.into(), w))
+}
+
 impl Stdio {
-    /// Opens the three streams.
-    pub fn open(paths: &StdioPaths) -> Result<Stdio, StdioError> {
-        let mut holds = Vec::new();
-        let (stdin, stdin_hold) = if paths.stdin.is_empty() {
-            (dev_null(false)?, None)
+    /// Opens the three streams for a process without a terminal.
+    pub fn open(paths: &StdioPaths, ctx: &LogContext) -> Result<Stdio, StdioError> {
+        let mut s = Stdio::default();
+        let stdin = if paths.stdin.is_empty() {
+            dev_null(false)?
         } else {
-            let p = &paths.stdin;
-            // Open the read end without waiting for a writer, then hold a write end
-            // so the process does not read EOF before containerd starts writing.
-            let r = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(p)
-                .map_err(open_err("stdin", p))?;
-            let w = OpenOptions::new()
-                .write(true)
-                .open(p)
-                .map_err(open_err("stdin", p))?;
-            clear_nonblock(&r);
-            (r.into(), Some(w.into()))
+            let fifo = stdin_fifo(&paths.stdin)?;
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| open_err("stdin pipe", &paths.stdin)(e.into()))?;
+            s.stdin_copy = Some((fifo, File::from(w)));
+            r
         };
-        let stdout = Self::output("stdout", &paths.stdout, &mut holds)?;
-        let stderr = Self::output("stderr", &paths.stderr, &mut holds)?;
-        Ok(Stdio {
-            child: Some([stdin, stdout, stderr]),
-            holds,
-            stdin_hold,
-        })
+        let (stdout, stderr) = if paths.stdout.starts_with("binary://") {
+            binary_logger(&paths.stdout, ctx)?
+        } else {
+            let out = s.output("stdout", &paths.stdout)?;
+            let err = s.output("stderr", &paths.stderr)?;
+            (out, err)
+        };
+        s.child = Some([stdin, stdout, stderr]);
+        Ok(s)
     }
 
-    fn output(
-        what: &'static str,
-        path: &str,
-        holds: &mut Vec<OwnedFd>,
-    ) -> Result<OwnedFd, StdioError> {
+    /// Opens the shim's ends for a process on a terminal; the process's own stdio is
+    /// /dev/null until it switches to the pty.
+    pub fn open_terminal(paths: &StdioPaths) -> Result<Stdio, StdioError> {
+        let mut s = Stdio {
+            child: Some([dev_null(false)?, dev_null(true)?, dev_null(true)?]),
+            ..Default::default()
+        };
+        if !paths.stdin.is_empty() {
+            s.term_in = Some(stdin_fifo(&paths.stdin)?);
+        }
+        if paths.stdout.starts_with("binary://") {
+            return Err(StdioError::Binary {
+                uri: paths.stdout.clone(),
+                reason: "a logging binary cannot serve a terminal".into(),
+            });
+        }
+        if !paths.stdout.is_empty() {
+            let w = if let Some(file) = paths.stdout.strip_prefix("file://") {
+                append_file("stdout", &paths.stdout, file)?
+            } else {
+                let (hold, w) = output_fifo("stdout", &paths.stdout)?;
+                s.holds.push(hold);
+                w
+            };
+            s.term_out = Some(w);
+        }
+        Ok(s)
+    }
+
+    fn output(&mut self, what: &'static str, path: &str) -> Result<OwnedFd, StdioError> {
         if path.is_empty() {
             return dev_null(true);
         }
         if let Some(file) = path.strip_prefix("file://") {
-            return Ok(OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o640)
-                .open(file)
-                .map_err(open_err(what, path))?
-                .into());
+            return Ok(append_file(what, path, file)?.into());
         }
-        if path.starts_with("binary://") {
-            return Err(StdioError::Binary {
-                what,
-                path: path.to_string(),
-            });
-        }
-        let p = path.strip_prefix("fifo://").unwrap_or(path);
-        if !Path::new(p).exists() {
-            return Err(open_err(what, path)(std::io::ErrorKind::NotFound.into()));
-        }
-        // O_RDWR never blocks on a FIFO and keeps a reader alive; the process
-        // then gets a plain write end, which opens at once because a reader exists.
-        let hold = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(p)
-            .map_err(open_err(what, path))?;
-        let w = OpenOptions::new()
-            .write(true)
-            .open(p)
-            .map_err(open_err(what, path))?;
-        holds.push(hold.into());
+        let (hold, w) = output_fifo(what, path)?;
+        self.holds.push(hold);
         Ok(w.into())
     }
 
@@ -142,39 +177,152 @@ impl Stdio {
         self.child.take()
     }
 
-    /// CloseIO: drop the held stdin write end so the process can read EOF.
-    pub fn close_stdin(&mut self) {
-        self.stdin_hold = None;
+    /// Terminal mode: the stdin FIFO read end and the stdout write end, for copying.
+    pub fn take_terminal_ends(&mut self) -> (Option<File>, Option<File>) {
+        (self.term_in.take(), self.term_out.take())
+    }
+
+    /// The stdin FIFO (non-blocking read end) and the process's stdin pipe (write end),
+    /// for the caller to copy; dropping the pipe end is EOF for the process (once).
+    pub fn take_stdin_copy(&mut self) -> Option<(File, File)> {
+        self.stdin_copy.take()
     }
 
     /// The process has exited: let readers see EOF.
     pub fn release(&mut self) {
         self.holds.clear();
-        self.stdin_hold = None;
-    }
-
-    /// Whether stdin is still held open.
-    pub fn stdin_open(&self) -> bool {
-        self.stdin_hold.is_some()
+        self.stdin_copy = None;
+        self.term_in = None;
     }
 }
 
-fn clear_nonblock(f: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    let fd = f.as_raw_fd();
-    // SAFETY: fcntl on an fd we own, with integer arguments only.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        if fl >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
-        }
+fn append_file(what: &'static str, uri: &str, file: &str) -> Result<File, StdioError> {
+    if let Some(dir) = Path::new(file).parent() {
+        std::fs::create_dir_all(dir).map_err(open_err(what, uri))?;
     }
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(file)
+        .map_err(open_err(what, uri))
+}
+
+/// Decodes %XX escapes of a URI component.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `binary:///path?k=v&k2` → (path, [k, v, k2, ""]) as containerd builds the argv.
+pub fn parse_binary_uri(uri: &str) -> Option<(String, Vec<String>)> {
+    let rest = uri.strip_prefix("binary://")?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if !path.starts_with('/') {
+        return None;
+    }
+    let mut args = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        args.push(percent_decode(k));
+        args.push(percent_decode(v));
+    }
+    Some((percent_decode(path), args))
+}
+
+/// Starts a logging binary (containerd's protocol: stdout pipe on fd 3, stderr pipe on
+/// fd 4, a ready pipe on fd 5 that it closes when ready; CONTAINER_ID and
+/// CONTAINER_NAMESPACE in its env) and returns the process's stdout and stderr.
+fn binary_logger(uri: &str, ctx: &LogContext) -> Result<(OwnedFd, OwnedFd), StdioError> {
+    let bad = |reason: String| StdioError::Binary {
+        uri: uri.to_string(),
+        reason,
+    };
+    let (path, args) =
+        parse_binary_uri(uri).ok_or_else(|| bad("not binary:///absolute/path".into()))?;
+    let pipe =
+        || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| bad(format!("pipe: {e}")));
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (ready_r, ready_w) = pipe()?;
+    let fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
+    let mut cmd = std::process::Command::new(&path);
+    cmd.args(&args)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("CONTAINER_ID", &ctx.id)
+        .env("CONTAINER_NAMESPACE", &ctx.namespace)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: between fork and exec only dup2 (async-signal-safe). The sources are
+    // close-on-exec and numbered above 5 is not guaranteed, so move them up first.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut high = [0; 3];
+            for (i, fd) in fds.iter().enumerate() {
+                high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| bad(format!("start {path}: {e}")))?;
+    drop(cmd);
+    drop(out_r);
+    drop(err_r);
+    drop(ready_w);
+    // Wait until it closes (or writes to) the ready pipe.
+    let mut pfd = libc::pollfd {
+        fd: ready_r.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll reads one pollfd that lives across the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, Duration::from_secs(10).as_millis() as i32) };
+    if n == 0 {
+        return Err(bad("not ready within 10s".into()));
+    }
+    Ok((out_w, err_w))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+
+    fn clear_nonblock(fd: i32) {
+        // SAFETY: fcntl on an fd we own, with integer arguments only.
+        unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            if fl >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+            }
+        }
+    }
 
     fn fifo(dir: &Path, name: &str) -> String {
         let p = dir.join(name);
@@ -192,17 +340,17 @@ mod tests {
             .custom_flags(libc::O_NONBLOCK)
             .open(&out)
             .unwrap();
-        clear_nonblock(&reader);
-        let mut s = Stdio::open(&StdioPaths {
+        clear_nonblock(reader.as_raw_fd());
+        let paths = StdioPaths {
             stdout: out.clone(),
             ..Default::default()
-        })
-        .unwrap();
+        };
+        let mut s = Stdio::open(&paths, &LogContext::default()).unwrap();
         let [_, stdout, _] = s.take_child().unwrap();
-        let mut w = std::fs::File::from(stdout);
+        let mut w = File::from(stdout);
         w.write_all(b"hello").unwrap();
         drop(w);
-        s.holds.clear();
+        s.release();
         let mut got = String::new();
         reader.read_to_string(&mut got).unwrap();
         assert_eq!(got, "hello");
@@ -210,12 +358,39 @@ mod tests {
     }
 
     #[test]
-    fn binary_uri_is_refused_clearly() {
-        let e = Stdio::open(&StdioPaths {
-            stdout: "binary:///bin/logger?x=1".into(),
+    fn binary_uris_become_containerd_argv() {
+        let (p, a) = parse_binary_uri("binary:///usr/bin/logger?file=%2Ftmp%2Fx&verbose").unwrap();
+        assert_eq!(p, "/usr/bin/logger");
+        assert_eq!(a, ["file", "/tmp/x", "verbose", ""]);
+        assert!(parse_binary_uri("binary://relative").is_none());
+    }
+
+    #[test]
+    fn logging_binary_receives_output() {
+        let dir = std::env::temp_dir().join(format!("mypod-logbin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("logger.sh");
+        let out = dir.join("out");
+        std::fs::write(&script, "#!/bin/sh\nexec 5>&-\ncat <&3 > \"$2\"\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let uri = format!("binary://{}?out={}", script.display(), out.display());
+        let paths = StdioPaths {
+            stdout: uri.clone(),
+            stderr: uri,
             ..Default::default()
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("binary://"), "{e}");
+        };
+        let mut s = Stdio::open(&paths, &LogContext::default()).unwrap();
+        let [_, stdout, _] = s.take_child().unwrap();
+        File::from(stdout).write_all(b"logged\n").unwrap();
+        let start = std::time::Instant::now();
+        while std::fs::read_to_string(&out).unwrap_or_default() != "logged\n" {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "logger got nothing"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

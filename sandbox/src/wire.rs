@@ -39,8 +39,10 @@ pub struct InitRequest {
     pub cgroup_binds: Vec<(String, PathBuf)>,
     /// True on a cgroup2-only host.
     pub cgroup_v2: bool,
-    /// When true the helper only joins the container's namespaces (exec).
-    pub exec: bool,
+    /// Exec: join the namespaces of this (host) pid instead of building a container.
+    pub join_pid: Option<i32>,
+    /// The fd of the console socket when the process wants a terminal.
+    pub console_fd: Option<i32>,
 }
 
 /// What the helper and the container init report back.
@@ -48,8 +50,6 @@ pub struct InitRequest {
 pub enum InitMsg {
     /// Host pid of the container process.
     Pid(i32),
-    /// The helper needs uid/gid maps written for this pid (new user namespace).
-    MapIds(i32),
     /// Setup finished; the process waits for the start byte.
     Ready,
     /// Setup failed; the text is shown to the user.

@@ -8,7 +8,7 @@ use ttrpc::Code;
 pub enum ServiceError {
     #[error("container {0} not found")]
     NotFound(String),
-    #[error("container {0} already exists in this pod")]
+    #[error("{0} already exists")]
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),

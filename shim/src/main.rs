@@ -3,6 +3,7 @@
 
 mod args;
 mod config;
+mod copy;
 mod delete;
 mod error;
 mod events;

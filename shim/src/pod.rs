@@ -1,23 +1,30 @@
-//! The pod: every container this shim serves, their states and exits.
+//! The pod: every container this shim serves, their processes (init and execs), states
+//! and exits.
 //!
 //! State lives behind one std mutex that is never held across an await; blocking
-//! container work (create, start, destroy) runs on the blocking pool.
+//! container work (create, exec, start, destroy) runs on the blocking pool.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use containerd_shim_protos::api::{CreateTaskRequest, DeleteResponse, StateResponse, Status};
-use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim_protos::api::{
+    CreateTaskRequest, DeleteResponse, ExecProcessRequest, StateResponse, Status,
+};
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
+};
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::topics;
 use mypod_sandbox::cgroup::Layout;
+use mypod_sandbox::container::{ExecOpts, Launcher};
 use mypod_sandbox::mount::MountSpec;
 use mypod_sandbox::stdio::StdioPaths;
-use mypod_sandbox::{Container, CreateOpts, ExitStatus};
+use mypod_sandbox::{Container, CreateOpts, ExitStatus, Process};
 use tokio::sync::{watch, Notify};
 
+use crate::copy;
 use crate::error::ServiceError;
 use crate::events::{timestamp, Publisher};
 use crate::logger;
@@ -30,23 +37,88 @@ enum Phase {
     Stopped,
 }
 
-struct Entry {
-    container: Container,
+/// What the shim tracks of one process (init or exec).
+struct ProcState {
     phase: Phase,
     pid: i32,
-    bundle: String,
     stdio: StdioPaths,
+    terminal: bool,
+    master: Option<copy::Master>,
+    /// Ends the stdin copy (CloseIO).
+    stdin_closer: Option<copy::StdinCloser>,
     exit: Option<ExitStatus>,
-    /// An exit reaped while Start was still finishing: applied after TaskStart.
+    /// An exit reaped while Start was still finishing: applied after the start event.
     pending_exit: Option<ExitStatus>,
+    /// CloseIO came before the process existed (ctr's stdin copy races Start).
+    stdin_closed: bool,
     exit_tx: watch::Sender<Option<ExitStatus>>,
+}
+
+impl ProcState {
+    fn new(pid: i32, stdio: StdioPaths, terminal: bool) -> ProcState {
+        ProcState {
+            phase: Phase::Created,
+            pid,
+            stdio,
+            terminal,
+            master: None,
+            stdin_closer: None,
+            exit: None,
+            pending_exit: None,
+            stdin_closed: false,
+            exit_tx: watch::channel(None).0,
+        }
+    }
+}
+
+/// An exec that was added (Exec) but not started yet.
+struct PendingExec {
+    /// Taken when Start begins; the entry stays (phase Starting) until the process runs.
+    process: Option<oci_spec::runtime::Process>,
+    /// Created at Exec so that Wait (which ctr calls before Start) has a channel.
+    state: ProcState,
+}
+
+struct Exec {
+    process: Process,
+    state: ProcState,
+}
+
+struct Entry {
+    container: Container,
+    init: ProcState,
+    bundle: String,
+    execs: HashMap<String, Exec>,
+    pending_execs: HashMap<String, PendingExec>,
+}
+
+impl Entry {
+    fn proc_mut(&mut self, exec_id: &str) -> Option<(&mut Process, &mut ProcState)> {
+        if exec_id.is_empty() {
+            return Some((&mut self.container.init, &mut self.init));
+        }
+        self.execs
+            .get_mut(exec_id)
+            .map(|e| (&mut e.process, &mut e.state))
+    }
+
+    fn state(&self, exec_id: &str) -> Option<&ProcState> {
+        if exec_id.is_empty() {
+            Some(&self.init)
+        } else {
+            self.execs
+                .get(exec_id)
+                .map(|e| &e.state)
+                .or_else(|| self.pending_execs.get(exec_id).map(|p| &p.state))
+        }
+    }
 }
 
 #[derive(Default)]
 struct State {
     containers: HashMap<String, Entry>,
-    creating: HashSet<String>,
-    /// Exits of pids no container claimed yet (a process can die before Create returns).
+    creating: std::collections::HashSet<String>,
+    /// Exits of pids no process claimed yet (a process can die before its RPC returns).
     unclaimed: Vec<(i32, ExitStatus)>,
 }
 
@@ -55,28 +127,29 @@ pub struct Pod {
     state: Mutex<State>,
     events: Publisher,
     layout: Layout,
-    exe: PathBuf,
-    setup_timeout: std::time::Duration,
+    launcher: Launcher,
     /// Notified when the shim should exit.
     pub exit: Notify,
 }
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
+fn not_found(id: &str, exec_id: &str) -> ServiceError {
+    if exec_id.is_empty() {
+        ServiceError::NotFound(id.to_string())
+    } else {
+        ServiceError::NotFound(format!("exec {exec_id} of {id}"))
+    }
+}
+
 impl Pod {
     /// A pod with no containers yet.
-    pub fn new(
-        events: Publisher,
-        layout: Layout,
-        exe: PathBuf,
-        setup_timeout: std::time::Duration,
-    ) -> Pod {
+    pub fn new(events: Publisher, layout: Layout, launcher: Launcher) -> Pod {
         Pod {
             state: Mutex::new(State::default()),
             events,
             layout,
-            exe,
-            setup_timeout,
+            launcher,
             exit: Notify::new(),
         }
     }
@@ -87,19 +160,21 @@ impl Pod {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn take_unclaimed(st: &mut State, pid: i32) -> Option<ExitStatus> {
+        let i = st.unclaimed.iter().position(|(p, _)| *p == pid)?;
+        Some(st.unclaimed.remove(i).1)
+    }
+
     /// Create: build the container and report TaskCreate.
     pub async fn create(&self, req: CreateTaskRequest) -> Result<i32> {
         let id = req.id.clone();
-        if req.terminal {
-            return Err(ServiceError::NotImplemented("terminal (pty) containers"));
-        }
         if !req.checkpoint.is_empty() {
             return Err(ServiceError::NotImplemented("restore from checkpoint"));
         }
         {
             let mut st = self.lock();
             if st.containers.contains_key(&id) || !st.creating.insert(id.clone()) {
-                return Err(ServiceError::AlreadyExists(id));
+                return Err(ServiceError::AlreadyExists(format!("container {id}")));
             }
         }
         let stdio = StdioPaths {
@@ -120,34 +195,25 @@ impl Pod {
                 })
                 .collect(),
             stdio: stdio.clone(),
-            init_exe: self.exe.clone(),
-            setup_timeout: self.setup_timeout,
+            launcher: self.launcher.clone(),
         };
         let layout = self.layout.clone();
         let made = tokio::task::spawn_blocking(move || Container::create(opts, &layout)).await;
-        let mut st = self.lock();
-        st.creating.remove(&id);
-        let container = match made {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                log::warn!("create {id}: {e}");
-                return Err(e.into());
+        let mut container = {
+            let mut st = self.lock();
+            st.creating.remove(&id);
+            match made {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    log::warn!("create {id}: {e}");
+                    return Err(e.into());
+                }
+                Err(e) => return Err(ServiceError::Internal(format!("create {id}: {e}"))),
             }
-            Err(e) => return Err(ServiceError::Internal(format!("create {id}: {e}"))),
         };
         let pid = container.pid();
-        let (exit_tx, _) = watch::channel(None);
-        let mut entry = Entry {
-            container,
-            phase: Phase::Created,
-            pid,
-            bundle: req.bundle.clone(),
-            stdio,
-            exit: None,
-            pending_exit: None,
-            exit_tx,
-        };
-        logger::add_bundle(&PathBuf::from(&req.bundle));
+        let mut init = ProcState::new(pid, stdio, false);
+        start_copies(&mut container.init, &mut init, &id);
         let mut ev = TaskCreate::new();
         ev.container_id = id.clone();
         ev.bundle = req.bundle.clone();
@@ -160,38 +226,45 @@ impl Pod {
         ev.io = MessageField::some(io);
         ev.pid = pid as u32;
         self.events.publish(topics::TASK_CREATE_EVENT_TOPIC, &ev);
-        if let Some(i) = st.unclaimed.iter().position(|(p, _)| *p == pid) {
-            let (_, exit) = st.unclaimed.remove(i);
-            self.apply_exit(&id, &mut entry, exit);
+        logger::add_bundle(&PathBuf::from(&req.bundle));
+        let mut st = self.lock();
+        let unclaimed = Self::take_unclaimed(&mut st, pid);
+        let mut entry = Entry {
+            container,
+            init,
+            bundle: req.bundle.clone(),
+            execs: HashMap::new(),
+            pending_execs: HashMap::new(),
+        };
+        if let Some(exit) = unclaimed {
+            self.apply_exit(&id, "", &mut entry.container.init, &mut entry.init, exit);
         }
         st.containers.insert(id.clone(), entry);
         log::info!("created container {id} pid {pid}");
         Ok(pid)
     }
 
-    /// Start: let the process exec; TaskStart strictly before its TaskExit.
-    pub async fn start(&self, id: &str) -> Result<i32> {
+    /// Start the container's init, or an exec (which is set up and started in one go).
+    pub async fn start(&self, id: &str, exec_id: &str) -> Result<i32> {
+        if !exec_id.is_empty() {
+            return self.start_exec(id, exec_id).await;
+        }
         let (starter, pid) = {
             let mut st = self.lock();
-            let e = st
-                .containers
-                .get_mut(id)
-                .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
-            if e.phase != Phase::Created {
+            let e = st.containers.get_mut(id).ok_or_else(|| not_found(id, ""))?;
+            if e.init.phase != Phase::Created {
                 return Err(ServiceError::FailedPrecondition(format!(
                     "container {id} is not in the created state"
                 )));
             }
-            let s = e.container.begin_start()?;
-            e.phase = Phase::Starting;
-            (s, e.pid)
+            let s = e.container.init.begin_start()?;
+            e.init.phase = Phase::Starting;
+            (s, e.init.pid)
         };
         let res = tokio::task::spawn_blocking(move || starter.run()).await;
         let mut st = self.lock();
-        let Some(e) = st.containers.get_mut(id) else {
-            return Err(ServiceError::NotFound(id.to_string()));
-        };
-        e.phase = Phase::Running;
+        let e = st.containers.get_mut(id).ok_or_else(|| not_found(id, ""))?;
+        e.init.phase = Phase::Running;
         let out = match res {
             Ok(Ok(())) => {
                 let mut ev = TaskStart::new();
@@ -207,110 +280,256 @@ impl Pod {
             }
             Err(err) => Err(ServiceError::Internal(format!("start {id}: {err}"))),
         };
-        if let Some(exit) = e.pending_exit.take() {
-            self.apply_exit(id, e, exit);
+        if let Some(exit) = e.init.pending_exit.take() {
+            self.apply_exit(id, "", &mut e.container.init, &mut e.init, exit);
         }
         out
     }
 
-    fn apply_exit(&self, id: &str, e: &mut Entry, exit: ExitStatus) {
-        e.phase = Phase::Stopped;
-        e.exit = Some(exit);
-        e.container.on_exit();
-        e.exit_tx.send_replace(Some(exit));
+    /// Exec: record the process (it is set up at Start), report TaskExecAdded.
+    pub fn exec(&self, req: ExecProcessRequest) -> Result<()> {
+        let (id, exec_id) = (req.id.as_str(), req.exec_id.as_str());
+        let process: oci_spec::runtime::Process =
+            serde_json::from_slice(&req.spec.value).map_err(|e| {
+                ServiceError::InvalidArgument(format!("exec {exec_id}: process spec: {e}"))
+            })?;
+        let mut st = self.lock();
+        let e = st.containers.get_mut(id).ok_or_else(|| not_found(id, ""))?;
+        if e.init.phase != Phase::Running {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "cannot exec in container {id}: it is not running"
+            )));
+        }
+        if exec_id.is_empty()
+            || e.execs.contains_key(exec_id)
+            || e.pending_execs.contains_key(exec_id)
+        {
+            return Err(ServiceError::AlreadyExists(format!(
+                "exec {exec_id:?} in container {id}"
+            )));
+        }
+        let terminal = req.terminal || process.terminal() == Some(true);
+        let mut process = process;
+        process.set_terminal(Some(terminal));
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+        };
+        e.pending_execs.insert(
+            exec_id.to_string(),
+            PendingExec {
+                process: Some(process),
+                state: ProcState::new(0, stdio, terminal),
+            },
+        );
+        let mut ev = TaskExecAdded::new();
+        ev.container_id = id.to_string();
+        ev.exec_id = exec_id.to_string();
+        self.events
+            .publish(topics::TASK_EXEC_ADDED_EVENT_TOPIC, &ev);
+        Ok(())
+    }
+
+    async fn start_exec(&self, id: &str, exec_id: &str) -> Result<i32> {
+        let (target, process, stdio) = {
+            let mut st = self.lock();
+            let e = st.containers.get_mut(id).ok_or_else(|| not_found(id, ""))?;
+            if e.init.phase != Phase::Running {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "cannot start exec {exec_id}: container {id} is not running"
+                )));
+            }
+            let target = e.container.exec_target();
+            let p = e
+                .pending_execs
+                .get_mut(exec_id)
+                .ok_or_else(|| not_found(id, exec_id))?;
+            let process = p.process.take().ok_or_else(|| {
+                ServiceError::FailedPrecondition(format!("exec {exec_id} was already started"))
+            })?;
+            p.state.phase = Phase::Starting;
+            (target, process, p.state.stdio.clone())
+        };
+        let opts = ExecOpts {
+            exec_id: exec_id.to_string(),
+            process,
+            stdio,
+            launcher: self.launcher.clone(),
+        };
+        let res = tokio::task::spawn_blocking(move || {
+            let mut p = target.exec(opts)?;
+            let starter = p.begin_start()?;
+            match starter.run() {
+                Ok(()) => Ok(p),
+                Err(e) => {
+                    let _ = p.signal(libc::SIGKILL);
+                    Err(e)
+                }
+            }
+        })
+        .await;
+        let mut st = self.lock();
+        let pending = st
+            .containers
+            .get_mut(id)
+            .and_then(|e| e.pending_execs.remove(exec_id));
+        let mut process = match res {
+            Ok(Ok(p)) => p,
+            Ok(Err(err)) => {
+                log::warn!("exec {exec_id} in {id}: {err}");
+                return Err(err.into());
+            }
+            Err(err) => return Err(ServiceError::Internal(format!("exec {exec_id}: {err}"))),
+        };
+        let (Some(pending), true) = (pending, st.containers.contains_key(id)) else {
+            // Deleted while starting.
+            let _ = process.signal(libc::SIGKILL);
+            return Err(not_found(id, exec_id));
+        };
+        let mut state = pending.state;
+        let pid = process.pid();
+        state.pid = pid;
+        state.phase = Phase::Running;
+        start_copies(&mut process, &mut state, &format!("{id} exec {exec_id}"));
+        if state.stdin_closed {
+            state.stdin_closer = None;
+        }
+        let unclaimed = Self::take_unclaimed(&mut st, pid);
+        let Some(e) = st.containers.get_mut(id) else {
+            let _ = process.signal(libc::SIGKILL);
+            return Err(not_found(id, ""));
+        };
+        let mut ev = TaskExecStarted::new();
+        ev.container_id = id.to_string();
+        ev.exec_id = exec_id.to_string();
+        ev.pid = pid as u32;
+        self.events
+            .publish(topics::TASK_EXEC_STARTED_EVENT_TOPIC, &ev);
+        let mut exec = Exec { process, state };
+        if let Some(exit) = unclaimed {
+            self.apply_exit(id, exec_id, &mut exec.process, &mut exec.state, exit);
+        }
+        e.execs.insert(exec_id.to_string(), exec);
+        log::info!("exec {exec_id} in {id}: pid {pid}");
+        Ok(pid)
+    }
+
+    fn apply_exit(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &mut Process,
+        state: &mut ProcState,
+        exit: ExitStatus,
+    ) {
+        state.phase = Phase::Stopped;
+        state.exit = Some(exit);
+        process.on_exit();
+        state.stdin_closer = None;
+        state.exit_tx.send_replace(Some(exit));
         let mut ev = TaskExit::new();
         ev.container_id = id.to_string();
-        ev.id = id.to_string();
-        ev.pid = e.pid as u32;
+        ev.id = if exec_id.is_empty() { id } else { exec_id }.to_string();
+        ev.pid = state.pid as u32;
         ev.exit_status = exit.code;
         ev.exited_at = MessageField::some(timestamp(exit.at));
         self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, &ev);
-        log::info!("container {id} exited with {}", exit.code);
+        log::info!("{id} {exec_id} exited with {}", exit.code);
     }
 
-    /// A reaped child: the init of one of our containers, or a helper.
+    /// A reaped child: a process of one of our containers, or a helper.
     pub fn on_exit(&self, pid: i32, code: u32) {
         let exit = ExitStatus {
             code,
             at: SystemTime::now(),
         };
         let mut st = self.lock();
-        let found = st
-            .containers
-            .iter_mut()
-            .find(|(_, e)| e.pid == pid && e.exit.is_none());
-        match found {
-            Some((id, e)) => {
-                let id = id.clone();
-                if e.phase == Phase::Starting {
-                    e.pending_exit = Some(exit);
-                } else {
-                    self.apply_exit(&id, e, exit);
-                }
+        for (id, e) in st.containers.iter_mut() {
+            let exec_id = if e.init.pid == pid && e.init.exit.is_none() {
+                String::new()
+            } else if let Some((x, _)) = e
+                .execs
+                .iter()
+                .find(|(_, x)| x.state.pid == pid && x.state.exit.is_none())
+            {
+                x.clone()
+            } else {
+                continue;
+            };
+            let Some((process, state)) = e.proc_mut(&exec_id) else {
+                continue;
+            };
+            if state.phase == Phase::Starting {
+                state.pending_exit = Some(exit);
+            } else {
+                self.apply_exit(id, &exec_id, process, state, exit);
             }
-            None => {
-                if st.unclaimed.len() >= 256 {
-                    st.unclaimed.remove(0);
-                }
-                st.unclaimed.push((pid, exit));
-            }
+            return;
         }
+        if st.unclaimed.len() >= 256 {
+            st.unclaimed.remove(0);
+        }
+        st.unclaimed.push((pid, exit));
     }
 
-    /// Kill: signal the init process, or with `all` every process of the container.
-    pub fn kill(&self, id: &str, sig: u32, all: bool) -> Result<()> {
-        let st = self.lock();
-        let e = st
-            .containers
-            .get(id)
-            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
-        if e.phase == Phase::Stopped && !all {
+    /// Kill: signal a process, or with `all` every process of the container.
+    pub fn kill(&self, id: &str, exec_id: &str, sig: u32, all: bool) -> Result<()> {
+        let mut st = self.lock();
+        let e = st.containers.get_mut(id).ok_or_else(|| not_found(id, ""))?;
+        if all && exec_id.is_empty() {
+            e.container.signal_all(sig as i32)?;
+            return Ok(());
+        }
+        let (process, state) = e.proc_mut(exec_id).ok_or_else(|| not_found(id, exec_id))?;
+        if state.phase == Phase::Stopped {
             return Err(ServiceError::NotFound(format!(
-                "process {} of {id} already finished",
-                e.pid
+                "process {} ({id} {exec_id}) already finished",
+                state.pid
             )));
         }
-        e.container.signal(sig as i32, all)?;
+        process.signal(sig as i32)?;
         Ok(())
     }
 
-    /// Delete: clean up a stopped (or never started) container, report TaskDelete.
-    pub async fn delete(&self, id: &str) -> Result<DeleteResponse> {
+    /// Delete: an exec (stopped) is forgotten; a container (stopped or never started)
+    /// is cleaned up and TaskDelete reported.
+    pub async fn delete(&self, id: &str, exec_id: &str) -> Result<DeleteResponse> {
+        if !exec_id.is_empty() {
+            return self.delete_exec(id, exec_id);
+        }
         let mut entry = {
             let mut st = self.lock();
-            let e = st
-                .containers
-                .get(id)
-                .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
-            if matches!(e.phase, Phase::Running | Phase::Starting) {
+            let e = st.containers.get(id).ok_or_else(|| not_found(id, ""))?;
+            if matches!(e.init.phase, Phase::Running | Phase::Starting) {
                 return Err(ServiceError::FailedPrecondition(format!(
                     "cannot delete running container {id}: kill it first"
                 )));
             }
-            st.containers
-                .remove(id)
-                .ok_or_else(|| ServiceError::NotFound(id.to_string()))?
+            st.containers.remove(id).ok_or_else(|| not_found(id, ""))?
         };
-        let exit = entry.exit.unwrap_or(ExitStatus {
+        let exit = entry.init.exit.unwrap_or(ExitStatus {
             code: 128 + libc::SIGKILL as u32,
             at: SystemTime::now(),
         });
+        let pid = entry.init.pid;
         let bundle = PathBuf::from(&entry.bundle);
         let destroyed = tokio::task::spawn_blocking(move || {
-            let r = entry.container.destroy();
-            (entry, r)
+            for x in entry.execs.values() {
+                let _ = x.process.signal(libc::SIGKILL);
+            }
+            entry.container.destroy()
         })
         .await;
         logger::remove_bundle(&bundle);
-        let pid = match destroyed {
-            Ok((entry, Ok(()))) => entry.pid,
-            Ok((entry, Err(e))) => {
+        match destroyed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 log::error!("delete {id}: {e}");
-                let _ = entry;
                 return Err(e.into());
             }
             Err(e) => return Err(ServiceError::Internal(format!("delete {id}: {e}"))),
-        };
+        }
         let mut ev = TaskDelete::new();
         ev.container_id = id.to_string();
         ev.id = id.to_string();
@@ -326,77 +545,130 @@ impl Pod {
         Ok(r)
     }
 
-    /// State of a container.
-    pub fn state(&self, id: &str) -> Result<StateResponse> {
+    fn delete_exec(&self, id: &str, exec_id: &str) -> Result<DeleteResponse> {
+        let mut st = self.lock();
+        let e = st.containers.get_mut(id).ok_or_else(|| not_found(id, ""))?;
+        if e.pending_execs.remove(exec_id).is_some() {
+            return Ok(DeleteResponse::new());
+        }
+        let x = e.execs.get(exec_id).ok_or_else(|| not_found(id, exec_id))?;
+        if x.state.phase != Phase::Stopped {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "cannot delete running exec {exec_id} of {id}: kill it first"
+            )));
+        }
+        let x = e
+            .execs
+            .remove(exec_id)
+            .ok_or_else(|| not_found(id, exec_id))?;
+        let mut r = DeleteResponse::new();
+        r.pid = x.state.pid as u32;
+        if let Some(exit) = x.state.exit {
+            r.exit_status = exit.code;
+            r.exited_at = MessageField::some(timestamp(exit.at));
+        }
+        Ok(r)
+    }
+
+    /// State of a container's init or of an exec.
+    pub fn state(&self, id: &str, exec_id: &str) -> Result<StateResponse> {
         let st = self.lock();
-        let e = st
-            .containers
-            .get(id)
-            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
+        let e = st.containers.get(id).ok_or_else(|| not_found(id, ""))?;
         let mut r = StateResponse::new();
         r.id = id.to_string();
+        r.exec_id = exec_id.to_string();
         r.bundle = e.bundle.clone();
-        r.pid = e.pid as u32;
-        r.status = match e.phase {
+        let s = e.state(exec_id).ok_or_else(|| not_found(id, exec_id))?;
+        r.pid = s.pid as u32;
+        r.status = match s.phase {
             Phase::Created => Status::CREATED,
             Phase::Starting | Phase::Running => Status::RUNNING,
             Phase::Stopped => Status::STOPPED,
         }
         .into();
-        r.stdin = e.stdio.stdin.clone();
-        r.stdout = e.stdio.stdout.clone();
-        r.stderr = e.stdio.stderr.clone();
-        if let Some(x) = e.exit {
+        r.stdin = s.stdio.stdin.clone();
+        r.stdout = s.stdio.stdout.clone();
+        r.stderr = s.stdio.stderr.clone();
+        r.terminal = s.terminal;
+        if let Some(x) = s.exit {
             r.exit_status = x.code;
             r.exited_at = MessageField::some(timestamp(x.at));
         }
         Ok(r)
     }
 
-    /// Wait: resolves when the container's init has exited.
-    pub async fn wait(&self, id: &str) -> Result<ExitStatus> {
+    /// Wait: resolves when the process has exited.
+    pub async fn wait(&self, id: &str, exec_id: &str) -> Result<ExitStatus> {
         let mut rx = {
             let st = self.lock();
-            let e = st
-                .containers
-                .get(id)
-                .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
-            e.exit_tx.subscribe()
+            let e = st.containers.get(id).ok_or_else(|| not_found(id, ""))?;
+            e.state(exec_id)
+                .ok_or_else(|| not_found(id, exec_id))?
+                .exit_tx
+                .subscribe()
         };
         loop {
             if let Some(x) = *rx.borrow_and_update() {
                 return Ok(x);
             }
             if rx.changed().await.is_err() {
-                return Err(ServiceError::NotFound(format!("{id} was deleted")));
+                return Err(ServiceError::NotFound(format!(
+                    "{id} {exec_id} was deleted"
+                )));
             }
         }
     }
 
-    /// Pids of a container's processes.
-    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+    /// Pids of a container's processes, with the exec id of those that are execs.
+    pub fn pids(&self, id: &str) -> Result<Vec<(i32, Option<String>)>> {
         let st = self.lock();
-        let e = st
-            .containers
-            .get(id)
-            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
-        Ok(e.container.pids()?)
+        let e = st.containers.get(id).ok_or_else(|| not_found(id, ""))?;
+        let pids = e.container.pids()?;
+        Ok(pids
+            .into_iter()
+            .map(|p| {
+                let exec = e
+                    .execs
+                    .iter()
+                    .find(|(_, x)| x.state.pid == p)
+                    .map(|(k, _)| k.clone());
+                (p, exec)
+            })
+            .collect())
     }
 
-    /// CloseIO: EOF on the container's stdin.
-    pub fn close_stdin(&self, id: &str) -> Result<()> {
+    /// CloseIO: EOF on a process's stdin.
+    pub fn close_stdin(&self, id: &str, exec_id: &str) -> Result<()> {
         let mut st = self.lock();
-        let e = st
-            .containers
-            .get_mut(id)
-            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
-        e.container.close_stdin();
+        let e = st.containers.get_mut(id).ok_or_else(|| not_found(id, ""))?;
+        if let Some(p) = e.pending_execs.get_mut(exec_id) {
+            p.state.stdin_closed = true;
+            return Ok(());
+        }
+        let (_, state) = e.proc_mut(exec_id).ok_or_else(|| not_found(id, exec_id))?;
+        if let Some(c) = state.stdin_closer.take() {
+            let _ = c.send(());
+        }
         Ok(())
+    }
+
+    /// ResizePty: set a terminal's window size.
+    pub fn resize(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        let st = self.lock();
+        let e = st.containers.get(id).ok_or_else(|| not_found(id, ""))?;
+        let s = e.state(exec_id).ok_or_else(|| not_found(id, exec_id))?;
+        let master = s.master.as_ref().ok_or_else(|| {
+            ServiceError::FailedPrecondition(format!(
+                "{id} {exec_id}: the process has no terminal to resize"
+            ))
+        })?;
+        mypod_sandbox::console::resize(master.get_ref(), width as u16, height as u16)
+            .map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
     /// The init pid of a container, if it exists.
     pub fn pid(&self, id: &str) -> Option<i32> {
-        self.lock().containers.get(id).map(|e| e.pid)
+        self.lock().containers.get(id).map(|e| e.init.pid)
     }
 
     /// Shutdown: exit once no container is left.
@@ -416,6 +688,25 @@ impl Pod {
             if let Ok(Err(err)) = r {
                 log::error!("tear down {id}: {err}");
             }
+        }
+    }
+}
+
+/// Starts the shim's copies for a new process: its terminal, or its stdin pipe.
+fn start_copies(process: &mut Process, state: &mut ProcState, what: &str) {
+    if let Some((master, stdin, stdout)) = process.take_terminal() {
+        state.terminal = true;
+        match copy::terminal(master, stdin, stdout) {
+            Ok((m, closer)) => {
+                state.master = Some(m);
+                state.stdin_closer = closer;
+            }
+            Err(e) => log::error!("terminal of {what}: {e}"),
+        }
+    } else if let Some((fifo, pipe)) = process.take_stdin_copy() {
+        match copy::stdin(fifo, pipe) {
+            Ok(c) => state.stdin_closer = Some(c),
+            Err(e) => log::error!("stdin of {what}: {e}"),
         }
     }
 }

@@ -85,8 +85,12 @@ async fn serve(args: &Args, config: &crate::config::Config, fd: RawFd) -> Result
         mypod_sandbox::cgroup::Layout::detect().map_err(|e| ServeError::Setup(e.to_string()))?;
     let exe =
         std::env::current_exe().map_err(|e| ServeError::Setup(format!("own executable: {e}")))?;
-    let setup_timeout = Duration::from_secs(config.container.setup_timeout);
-    let pod = Arc::new(Pod::new(events.clone(), layout, exe, setup_timeout));
+    let launcher = mypod_sandbox::Launcher {
+        init_exe: exe,
+        setup_timeout: Duration::from_secs(config.container.setup_timeout),
+        namespace: args.namespace.clone(),
+    };
+    let pod = Arc::new(Pod::new(events.clone(), layout, launcher));
     // SAFETY: `fd` is the listening socket `start` passed us; nothing else uses it.
     let server = unsafe { ttrpc::asynchronous::Server::new().add_unix_listener(fd)? };
     let mut server = server.register_service(crate::service::services(pod.clone()));

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use containerd_shim_protos::api::*;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
-use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::protobuf::{Message, MessageDyn, MessageField};
+use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::shim_async::{create_task, Task};
 use ttrpc::asynchronous::{Service as TtrpcService, TtrpcContext};
 
@@ -41,13 +43,12 @@ pub fn services(pod: PodRef) -> HashMap<String, TtrpcService> {
 #[async_trait]
 impl Task for TaskService {
     async fn state(&self, _: &TtrpcContext, req: StateRequest) -> R<StateResponse> {
-        if !req.exec_id.is_empty() {
-            return Err(ServiceError::NotFound(format!("exec {}", req.exec_id)).into());
-        }
-        Ok(self.pod.state(&req.id)?)
+        log::debug!("state id={} exec={}", req.id, req.exec_id);
+        Ok(self.pod.state(&req.id, &req.exec_id)?)
     }
 
     async fn create(&self, _: &TtrpcContext, req: CreateTaskRequest) -> R<CreateTaskResponse> {
+        log::debug!("create id={} exec={}", req.id, "");
         let pid = self.pod.create(req).await?;
         let mut r = CreateTaskResponse::new();
         r.pid = pid as u32;
@@ -55,27 +56,33 @@ impl Task for TaskService {
     }
 
     async fn start(&self, _: &TtrpcContext, req: StartRequest) -> R<StartResponse> {
-        if !req.exec_id.is_empty() {
-            return unsupported("exec");
-        }
-        let pid = self.pod.start(&req.id).await?;
+        log::debug!("start id={} exec={}", req.id, req.exec_id);
+        let pid = self.pod.start(&req.id, &req.exec_id).await?;
         let mut r = StartResponse::new();
         r.pid = pid as u32;
         Ok(r)
     }
 
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> R<DeleteResponse> {
-        if !req.exec_id.is_empty() {
-            return Err(ServiceError::NotFound(format!("exec {}", req.exec_id)).into());
-        }
-        Ok(self.pod.delete(&req.id).await?)
+        log::debug!("delete id={} exec={}", req.id, req.exec_id);
+        Ok(self.pod.delete(&req.id, &req.exec_id).await?)
     }
 
     async fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> R<PidsResponse> {
         let mut r = PidsResponse::new();
-        for pid in self.pod.pids(&req.id)? {
+        for (pid, exec_id) in self.pod.pids(&req.id)? {
             let mut p = ProcessInfo::new();
             p.pid = pid as u32;
+            if let Some(exec_id) = exec_id {
+                let mut d = ProcessDetails::new();
+                d.exec_id = exec_id;
+                let mut any = Any::new();
+                any.type_url = d.descriptor_dyn().full_name().to_string();
+                any.value = d
+                    .write_to_bytes()
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                p.info = MessageField::some(any);
+            }
             r.processes.push(p);
         }
         Ok(r)
@@ -94,26 +101,27 @@ impl Task for TaskService {
     }
 
     async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> R<Empty> {
-        if !req.exec_id.is_empty() {
-            return Err(ServiceError::NotFound(format!("exec {}", req.exec_id)).into());
-        }
-        self.pod.kill(&req.id, req.signal, req.all)?;
+        log::debug!("kill id={} exec={}", req.id, req.exec_id);
+        self.pod.kill(&req.id, &req.exec_id, req.signal, req.all)?;
         Ok(Empty::new())
     }
 
-    async fn exec(&self, _: &TtrpcContext, _: ExecProcessRequest) -> R<Empty> {
-        unsupported("Exec")
+    async fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> R<Empty> {
+        log::debug!("exec id={} exec={}", req.id, req.exec_id);
+        self.pod.exec(req)?;
+        Ok(Empty::new())
     }
 
-    async fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> R<Empty> {
-        unsupported("ResizePty")
+    async fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> R<Empty> {
+        log::debug!("resize_pty id={} exec={}", req.id, req.exec_id);
+        self.pod
+            .resize(&req.id, &req.exec_id, req.width, req.height)?;
+        Ok(Empty::new())
     }
 
     async fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> R<Empty> {
-        if !req.exec_id.is_empty() {
-            return Err(ServiceError::NotFound(format!("exec {}", req.exec_id)).into());
-        }
-        self.pod.close_stdin(&req.id)?;
+        log::debug!("close_io id={} exec={}", req.id, req.exec_id);
+        self.pod.close_stdin(&req.id, &req.exec_id)?;
         Ok(Empty::new())
     }
 
@@ -122,10 +130,8 @@ impl Task for TaskService {
     }
 
     async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> R<WaitResponse> {
-        if !req.exec_id.is_empty() {
-            return Err(ServiceError::NotFound(format!("exec {}", req.exec_id)).into());
-        }
-        let exit = self.pod.wait(&req.id).await?;
+        log::debug!("wait id={} exec={}", req.id, req.exec_id);
+        let exit = self.pod.wait(&req.id, &req.exec_id).await?;
         let mut r = WaitResponse::new();
         r.exit_status = exit.code;
         r.exited_at = MessageField::some(timestamp(exit.at));
@@ -137,6 +143,7 @@ impl Task for TaskService {
     }
 
     async fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> R<ConnectResponse> {
+        log::debug!("connect id={} exec={}", req.id, "");
         let mut r = ConnectResponse::new();
         r.shim_pid = std::process::id();
         r.task_pid = self.pod.pid(&req.id).unwrap_or(0) as u32;

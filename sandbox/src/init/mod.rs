@@ -11,6 +11,7 @@ mod namespaces;
 mod paths;
 mod rootfs;
 mod security;
+mod terminal;
 
 use std::io::Read;
 use std::os::fd::FromRawFd;
@@ -87,7 +88,10 @@ fn run(chan: &mut UnixStream) -> Result<(), InitError> {
         std::fs::write(procs, std::process::id().to_string())
             .ctx(|| format!("join cgroup {}", procs.display()))?;
     }
-    let plan = namespaces::Plan::new(&req.spec)?;
+    let plan = match req.join_pid {
+        Some(pid) => namespaces::Plan::of_process(pid)?,
+        None => namespaces::Plan::new(&req.spec)?,
+    };
     plan.join()?;
     if plan.new_user() {
         plan.enter_new_userns()?;
@@ -126,14 +130,20 @@ fn container(
         .process()
         .as_ref()
         .ok_or_else(|| InitError::Invalid("config.json: process is missing".into()))?;
-    if plan.new_mount() {
+    let exec = req.join_pid.is_some();
+    if plan.new_mount() && !exec {
         rootfs::prepare(req)?;
     }
-    paths::hostname(spec, plan)?;
-    paths::sysctls(spec)?;
-    if plan.new_mount() {
-        paths::masked_and_readonly(spec)?;
-        rootfs::finish(spec)?;
+    if let Some(fd) = req.console_fd {
+        terminal::setup(fd, process, !exec)?;
+    }
+    if !exec {
+        paths::hostname(spec, plan)?;
+        paths::sysctls(spec)?;
+        if plan.new_mount() {
+            paths::masked_and_readonly(spec)?;
+            rootfs::finish(spec)?;
+        }
     }
     security::oom_score_adj(process)?;
     security::rlimits(process)?;

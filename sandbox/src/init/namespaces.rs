@@ -69,6 +69,42 @@ impl Plan {
         })
     }
 
+    /// Joins every namespace of `pid` that differs from ours (exec into a container).
+    pub fn of_process(pid: i32) -> Result<Plan, InitError> {
+        use std::os::unix::fs::MetadataExt;
+        let mut join = Vec::new();
+        let mut userns = false;
+        // User first (it governs the rest), mount last (it changes our root).
+        for (name, typ) in [
+            ("user", LinuxNamespaceType::User),
+            ("cgroup", LinuxNamespaceType::Cgroup),
+            ("ipc", LinuxNamespaceType::Ipc),
+            ("uts", LinuxNamespaceType::Uts),
+            ("net", LinuxNamespaceType::Network),
+            ("pid", LinuxNamespaceType::Pid),
+            ("mnt", LinuxNamespaceType::Mount),
+        ] {
+            let path = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+            let theirs = std::fs::metadata(&path)
+                .ctx(|| format!("container process {pid} is gone ({})", path.display()))?;
+            let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))
+                .ctx(|| format!("read /proc/self/ns/{name}"))?;
+            if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
+                continue;
+            }
+            userns |= typ == LinuxNamespaceType::User;
+            let file = File::open(&path).ctx(|| format!("open {}", path.display()))?;
+            join.push((flag(typ), file, path));
+        }
+        Ok(Plan {
+            join,
+            new: CloneFlags::empty(),
+            uid_maps: Vec::new(),
+            gid_maps: Vec::new(),
+            userns,
+        })
+    }
+
     /// setns() into every namespace given by path.
     pub fn join(&self) -> Result<(), InitError> {
         for (f, file, path) in &self.join {
