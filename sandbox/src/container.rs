@@ -214,6 +214,45 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
     bundle.join(root)
 }
 
+/// Resource limits are not applied yet (only device rules are): say so rather than drop
+/// them silently.
+fn warn_unapplied_resources(id: &str, spec: &Spec) {
+    let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else {
+        return;
+    };
+    let mut kinds = Vec::new();
+    if r.memory().is_some() {
+        kinds.push("memory");
+    }
+    if r.cpu().is_some() {
+        kinds.push("cpu");
+    }
+    if r.pids().is_some() {
+        kinds.push("pids");
+    }
+    if r.block_io().is_some() {
+        kinds.push("blockIO");
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        kinds.push("hugepageLimits");
+    }
+    if r.network().is_some() {
+        kinds.push("network");
+    }
+    if r.rdma().as_ref().is_some_and(|h| !h.is_empty()) {
+        kinds.push("rdma");
+    }
+    if r.unified().as_ref().is_some_and(|h| !h.is_empty()) {
+        kinds.push("unified");
+    }
+    if !kinds.is_empty() {
+        log::warn!(
+            "container {id}: linux.resources {} not applied yet (only device rules are)",
+            kinds.join(", ")
+        );
+    }
+}
+
 fn wants_terminal(p: Option<&ProcessSpec>) -> bool {
     p.and_then(|p| p.terminal()).unwrap_or(false)
 }
@@ -254,6 +293,7 @@ impl Container {
             .and_then(|r| r.devices().clone())
             .unwrap_or_default();
         cgroup.apply_devices(&devices)?;
+        warn_unapplied_resources(&opts.id, &spec);
         let terminal = wants_terminal(spec.process().as_ref());
         let ctx = LogContext {
             id: opts.id.clone(),
