@@ -42,7 +42,7 @@ if [ "$(cat "$PINS" 2>/dev/null)" != "$want_pins" ]; then
 fi
 
 # --- packages from bookworm ----------------------------------------------------------------------
-PKGS=(containerd runc busybox-static ca-certificates tmux)
+PKGS=(containerd runc busybox-static ca-certificates tmux libseccomp-dev pkg-config)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -10,6 +10,7 @@ mod exec;
 mod namespaces;
 mod paths;
 mod rootfs;
+pub(crate) mod seccomp;
 mod security;
 mod terminal;
 
@@ -147,6 +148,19 @@ fn container(
     }
     security::oom_score_adj(process)?;
     security::rlimits(process)?;
+    // linux.seccomp, placed as runc places it (standard_init_linux.go, setns_init_linux.go).
+    // Compiled now, so that a profile libseccomp refuses fails Create. Without
+    // noNewPrivileges, loading a filter needs CAP_SYS_ADMIN: it is loaded here, before the
+    // user switch and the capability drop, and the rest of the setup (setgroups, setuid,
+    // capset, chdir, the Ready write, the start-byte read, execve) must pass it, as in
+    // runc. With noNewPrivileges it is loaded as late as possible: after the start byte,
+    // right before execve (runc loads it just before it waits for start), so only execve
+    // and the argv/envp allocations before it must pass it; a failure there fails Start.
+    let nnp = process.no_new_privileges() == Some(true);
+    let filter = seccomp::Filter::compile(spec)?;
+    if let (Some(f), false) = (&filter, nnp) {
+        f.load()?;
+    }
     security::user_and_caps(process, plan.in_userns())?;
     let umask = process
         .user()
@@ -155,7 +169,7 @@ fn container(
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         umask as libc::mode_t,
     ));
-    if process.no_new_privileges() == Some(true) {
+    if nnp {
         nix::sys::prctl::set_no_new_privs().ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
     }
     let cwd = process.cwd();
@@ -171,6 +185,9 @@ fn container(
         // The shim went away or deleted us before start.
         // SAFETY: _exit ends this process without running anything else.
         _ => unsafe { libc::_exit(1) },
+    }
+    if let (Some(f), true) = (&filter, nnp) {
+        f.load()?;
     }
     Err(exec::exec(&exe, &args, &env))
 }
