@@ -23,9 +23,15 @@ pub fn run(args: &Args) -> Result<Vec<u8>, String> {
         Ok(spec) => {
             let group = mypod_sandbox::spec::group_id(&spec, &args.id);
             let sock = crate::start::socket_path(&args.address, &args.namespace, group);
+            // Under start's lock: a start racing us cannot lose a socket it just bound.
+            let lock = crate::start::lock(&sock).map_err(|e| e.to_string())?;
             if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
                 log::info!("delete {}: the pod shim is alive and owns it", args.id);
             } else {
+                // The shim is gone: its socket and pid file are stale.
+                let _ = std::fs::remove_file(&sock);
+                let _ = std::fs::remove_file(sock.with_extension("pid"));
+                drop(lock);
                 let layout = mypod_sandbox::cgroup::Layout::detect().map_err(|e| e.to_string())?;
                 mypod_sandbox::container::cleanup_dead(&bundle, &args.id, &layout)
                     .map_err(|e| format!("clean up {}: {e}", args.id))?;

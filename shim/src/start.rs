@@ -109,7 +109,7 @@ pub fn run(args: &Args) -> Result<String, StartError> {
 
 /// Serializes starts by locking the socket directory itself (nothing to clean up; the
 /// critical section is a connect or a bind + spawn).
-fn lock(sock: &Path) -> Result<File, StartError> {
+pub(crate) fn lock(sock: &Path) -> Result<File, StartError> {
     let path = sock.parent().unwrap_or(Path::new(SOCKET_DIR));
     let f = OpenOptions::new()
         .read(true)
