@@ -113,10 +113,14 @@ pub struct Spawned {
 impl Spawned {
     /// Starts `cmd` with stdin from /dev/null and stdout/stderr captured.
     pub fn start(mut cmd: Command) -> Spawned {
+        cmd.stdin(Stdio::null());
+        Spawned::spawn(cmd)
+    }
+
+    /// Starts `cmd` with stdout/stderr captured and stdin as the caller set it.
+    fn spawn(mut cmd: Command) -> Spawned {
         let argv = describe(&cmd);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let start = Instant::now();
         let mut child = cmd
             .spawn()
@@ -196,6 +200,16 @@ fn reader(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
         let _ = tx.send(buf);
     });
     rx
+}
+
+/// Runs `cmd` with `input` written to its stdin (then closed), to completion or `timeout`.
+pub fn run_with_input(mut cmd: Command, input: &[u8], timeout: Duration) -> Output {
+    cmd.stdin(Stdio::piped());
+    let mut s = Spawned::spawn(cmd);
+    if let Some(mut w) = s.child.stdin.take() {
+        let _ = std::io::Write::write_all(&mut w, input);
+    }
+    s.wait(timeout)
 }
 
 /// Runs `cmd` to completion or until `timeout`, whichever comes first.

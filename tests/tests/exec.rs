@@ -1,11 +1,9 @@
 //! Issue 4: `ctr task exec` into a running container: namespaces, cgroup, process spec,
 //! exit codes, stdin, Pids with exec ids, Kill of one exec and of all, events, and bad input.
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use mypod_tests::command::Spawned;
+use mypod_tests::command::{self, Spawned};
 use mypod_tests::{per_version, procfs, Containerd};
 
 /// Starts `sleep 1000` as container `id` and returns its host pid.
@@ -29,7 +27,7 @@ fn exec(
     c.ctr(&a)
 }
 
-/// `ctr task exec` with `input` on its stdin.
+/// `ctr task exec` with `input` on its stdin; (stdout, exit code).
 fn exec_with_stdin(
     c: &Containerd,
     id: &str,
@@ -39,33 +37,13 @@ fn exec_with_stdin(
 ) -> (String, i32) {
     let mut a = vec!["tasks", "exec", "--exec-id", exec_id, id];
     a.extend_from_slice(cmd);
-    let mut cmd = c.ctr_command(&a);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start ctr");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write stdin");
-    let start = Instant::now();
-    loop {
-        if let Some(_status) = child.try_wait().expect("wait ctr") {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("ctr task exec with stdin did not finish within 30s (stdin EOF lost?)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("ctr output");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
+    let out = command::run_with_input(c.ctr_command(&a), input, Duration::from_secs(30));
+    assert!(
+        !out.timed_out,
+        "stdin EOF never reached exec {exec_id}:\n{out}"
+    );
+    let code = out.exit_code();
+    (out.stdout, code)
 }
 
 fn namespaces_cgroup_and_exit_code(c: &Containerd) {

@@ -2,12 +2,11 @@
 //! its EOF, no SIGPIPE when the reader goes away), `file://` and `binary://` log URIs —
 //! and terminals (`ctr run -t`, `ctr task exec -t`) driven through tmux.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mypod_tests::{per_version, procfs, Containerd, IMAGE};
+use mypod_tests::{command, per_version, procfs, Containerd, IMAGE};
 
 fn hundred_mib_of_output_arrives_whole(c: &Containerd) {
     let out = c.run(
@@ -26,41 +25,19 @@ fn hundred_mib_of_output_arrives_whole(c: &Containerd) {
 }
 per_version!(hundred_mib_of_output_arrives_whole);
 
-/// `ctr run --rm` with `input` on its stdin.
+/// `ctr run --rm` with `input` on its stdin (None: /dev/null); (stdout, exit code).
 fn run_with_stdin(c: &Containerd, id: &str, input: Option<&[u8]>, cmd: &[&str]) -> (String, i32) {
     let mut a = vec!["run", "--rm", "--runtime", c.runtime(), IMAGE, id];
     a.extend_from_slice(cmd);
-    let mut command = c.ctr_command(&a);
-    command
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("start ctr");
-    if let Some(data) = input {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(data)
-            .expect("write");
-    }
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("ctr run {id} did not finish within 30s: stdin EOF never reached it");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
+    let ctr = c.ctr_command(&a);
+    let limit = Duration::from_secs(30);
+    let out = match input {
+        Some(data) => command::run_with_input(ctr, data, limit),
+        None => command::run(ctr, limit),
+    };
+    assert!(!out.timed_out, "stdin EOF never reached {id}:\n{out}");
+    let code = out.exit_code();
+    (out.stdout, code)
 }
 
 /// mypod-only: with runc-v2 this hangs. ctr sends CloseIO only if its stdin reaches EOF
