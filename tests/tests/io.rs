@@ -271,7 +271,8 @@ fn interactive_terminal_resize_and_ctrl_c(c: &Containerd) {
     );
     let t = Tmux::new(c.dir(), &format!("{run}; echo $? > {}", done.display()));
     t.expect("/ #");
-    t.keys(&["stty size; tty", "Enter"]);
+    // `tty` prints first, so once the size shows, the pty name is on screen.
+    t.keys(&["tty; stty size", "Enter"]);
     let s = t.expect("40 100");
     assert!(s.contains("/dev/pts/"), "the shell's stdin is a pty:\n{s}");
     assert!(t
