@@ -27,7 +27,7 @@ use crate::console::{self, ConsoleError};
 use crate::mount::{self, MountError, MountSpec};
 use crate::process::{PidFd, ProcessError};
 use crate::spec::{self, SpecError};
-use crate::stdio::{LogContext, Stdio, StdioError, StdioPaths};
+use crate::stdio::{Linger, LogContext, Stdio, StdioError, StdioPaths};
 use crate::wire::{self, InitMsg, InitRequest, WireError};
 
 /// Errors of the container lifecycle.
@@ -145,10 +145,12 @@ impl Process {
         Some((master, stdin, stdout))
     }
 
-    /// The process exited: readers of its output may now see EOF.
-    pub fn on_exit(&mut self) {
+    /// The process exited: readers of its output may now see EOF. Output FIFOs that no
+    /// reader has opened yet come back, to be kept until one does (see [`Linger`]).
+    #[must_use]
+    pub fn on_exit(&mut self) -> Option<Linger> {
         self.chan = None;
-        self.stdio.release();
+        self.stdio.release()
     }
 }
 
@@ -360,7 +362,8 @@ impl Container {
     /// Blocking; safe to call more than once.
     pub fn destroy(&mut self) -> Result<(), ContainerError> {
         let _ = self.init.signal(libc::SIGKILL);
-        self.init.on_exit();
+        // Being destroyed: nobody is left to read what did not linger.
+        drop(self.init.on_exit());
         self.cgroup.kill_all()?;
         self.cgroup.remove()?;
         if let Some(r) = self.mounted_rootfs.take() {

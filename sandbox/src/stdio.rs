@@ -188,12 +188,57 @@ impl Stdio {
         self.stdin_copy.take()
     }
 
-    /// The process has exited: let readers see EOF.
-    pub fn release(&mut self) {
-        self.holds.clear();
+    /// The process has exited: let readers see EOF. An output FIFO that no reader has
+    /// opened yet comes back as a [`Linger`]: closing it now would drop what the process
+    /// wrote and leave a reader that is still opening (containerd opens its ends
+    /// asynchronously) blocked forever in open(2), waiting for a writer.
+    pub fn release(&mut self) -> Option<Linger> {
+        let mut keep = Vec::new();
+        for hold in self.holds.drain(..) {
+            // Reopen the same FIFO as a writer through our read end (no path lookup), so
+            // the buffered output survives our read end going away.
+            let w = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(format!("/proc/self/fd/{}", hold.as_raw_fd()));
+            drop(hold);
+            if let Ok(w) = w {
+                if !has_reader(&w) {
+                    keep.push(w);
+                }
+            }
+        }
         self.stdin_copy = None;
         self.term_in = None;
+        (!keep.is_empty()).then_some(Linger(keep))
     }
+}
+
+/// Write ends of output FIFOs whose process has exited before a reader opened them;
+/// the caller keeps it until [`Linger::settle`] says every FIFO got a reader (which
+/// then reads the output and EOF), or until the process is deleted.
+#[derive(Debug)]
+pub struct Linger(Vec<File>);
+
+impl Linger {
+    /// Closes the ends whose FIFO has a reader now; true when none is left.
+    pub fn settle(&mut self) -> bool {
+        self.0.retain(|w| !has_reader(w));
+        self.0.is_empty()
+    }
+}
+
+/// Whether a FIFO has a reader, seen from a write end: Linux's poll reports POLLERR on a
+/// pipe writer without readers. An error counts as "yes", so nothing lingers forever on it.
+fn has_reader(w: &File) -> bool {
+    let mut p = libc::pollfd {
+        fd: w.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: poll(2) on one pollfd that lives on the stack, with a zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n < 0 || p.revents & libc::POLLERR == 0
 }
 
 fn append_file(what: &'static str, uri: &str, file: &str) -> Result<File, StdioError> {
@@ -350,10 +395,40 @@ mod tests {
         let mut w = File::from(stdout);
         w.write_all(b"hello").unwrap();
         drop(w);
-        s.release();
+        assert!(
+            s.release().is_none(),
+            "a FIFO with a reader does not linger"
+        );
         let mut got = String::new();
         reader.read_to_string(&mut got).unwrap();
         assert_eq!(got, "hello");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn output_waits_for_a_reader_that_opens_after_exit() {
+        let dir = std::env::temp_dir().join(format!("mypod-linger-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = fifo(&dir, "out");
+        let paths = StdioPaths {
+            stdout: out.clone(),
+            ..Default::default()
+        };
+        let mut s = Stdio::open(&paths, &LogContext::default()).unwrap();
+        let [_, stdout, _] = s.take_child().unwrap();
+        File::from(stdout).write_all(b"early").unwrap();
+        // The process is gone before anyone opened the FIFO for reading.
+        let mut linger = s.release().expect("no reader yet: the output lingers");
+        assert!(!linger.settle(), "still no reader");
+        // A blocking open for reading succeeds only because a writer is still there.
+        let mut reader = File::open(&out).unwrap();
+        assert!(linger.settle(), "the reader is seen");
+        let mut got = String::new();
+        reader.read_to_string(&mut got).unwrap();
+        assert_eq!(
+            got, "early",
+            "the output written before the reader came, then EOF"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -9,8 +9,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
+use mypod_sandbox::stdio::Linger;
+use mypod_sandbox::ExitStatus;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// CloseIO for a copy: sending (or dropping) ends the stdin copy.
 pub type StdinCloser = oneshot::Sender<()>;
@@ -157,4 +159,25 @@ async fn copy_in(
     if let Some(c) = eof {
         let _ = write_all(&dst, &[c]).await;
     }
+}
+
+/// Keeps an exited process's unread output FIFOs open until their readers have opened
+/// them (checked with backoff), or until the process is deleted (`gone` closes).
+pub fn linger(mut l: Linger, mut gone: watch::Receiver<Option<ExitStatus>>) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_millis(2);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                r = gone.changed() => if r.is_err() { return },
+            }
+            if l.settle() {
+                return;
+            }
+            wait = (wait * 2).min(std::time::Duration::from_millis(500));
+        }
+    });
 }

@@ -425,9 +425,14 @@ impl Pod {
     ) {
         state.phase = Phase::Stopped;
         state.exit = Some(exit);
-        process.on_exit();
+        let linger = process.on_exit();
         state.stdin_closer = None;
         state.exit_tx.send_replace(Some(exit));
+        if let Some(l) = linger {
+            // Subscribed after the exit was sent: the receiver wakes only when the
+            // process's state is dropped (Delete).
+            copy::linger(l, state.exit_tx.subscribe());
+        }
         let mut ev = TaskExit::new();
         ev.container_id = id.to_string();
         ev.id = if exec_id.is_empty() { id } else { exec_id }.to_string();
