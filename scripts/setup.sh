@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Prepares a Debian bookworm machine for mypod's tests. Idempotent; run as root (or it re-runs
-# itself through sudo). Installs containerd 1.6 + runc + busybox-static from bookworm, unpacks
-# containerd 1.7 (trixie) and 2.1 (sid) under .cache/ without installing them, and builds the
-# test image .cache/images/busybox.tar. Exports nothing.
+# itself through sudo). Installs containerd 1.6 + runc + busybox-static from bookworm, and for
+# the CRI tests the CNI plugins (containernetworking-plugins: /usr/lib/cni), iproute2, gcc +
+# libc6-dev (the static pause binary) and protobuf-compiler (protoc, for the k8s-cri crate's
+# build script); unpacks containerd 1.7 (trixie) and 2.1 (sid) under .cache/ without installing
+# them, and builds the test images .cache/images/busybox.tar, pause.tar and pause-broken.tar.
+# Exports nothing.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,7 +45,8 @@ if [ "$(cat "$PINS" 2>/dev/null)" != "$want_pins" ]; then
 fi
 
 # --- packages from bookworm ----------------------------------------------------------------------
-PKGS=(containerd runc busybox-static ca-certificates tmux libseccomp-dev pkg-config)
+PKGS=(containerd runc busybox-static ca-certificates
+    containernetworking-plugins iproute2 gcc libc6-dev protobuf-compiler tmux libseccomp-dev pkg-config)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -124,6 +128,12 @@ if ! grep -qxF '.cache/' "$REPO/.gitignore" 2>/dev/null; then
     log "added .cache/ to .gitignore"
 fi
 
-# --- test image ------------------------------------------------------------------------------------
+# --- CNI plugins the CRI tests use --------------------------------------------------------------------
+for plugin in bridge host-local loopback; do
+    [ -x "/usr/lib/cni/$plugin" ] || { echo "setup.sh: ERROR: /usr/lib/cni/$plugin is missing (containernetworking-plugins)" >&2; exit 1; }
+done
+
+# --- test images -----------------------------------------------------------------------------------
 "$REPO/scripts/build-image.sh"
+"$REPO/scripts/build-pause-image.sh"
 log "done"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs what CI runs: scripts/setup.sh, the release build of the shim, the workspace's unit tests,
-# and the end-to-end tests (tests/, crate mypod-tests) against containerd 1.6, 1.7 and 2.1.
+# and the end-to-end tests (tests/, crate mypod-tests) against containerd 1.6, 1.7 and 2.1: the
+# ctr tests and the CRI tests (tests/tests/cri_*.rs: pods through CRI with handler mypod).
 # Needs root (containers, mounts, cgroups); re-runs itself through sudo otherwise.
 #
 #   scripts/test.sh                       # everything, runtime mypod
@@ -21,6 +22,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 START=$(date +%s)
+# The CRI tests' CNI plugins cache results under /var/lib/cni (the harness removes its files,
+# and the dirs if they were not there before): note whether it was there.
+CNI_CACHE_EXISTED=0
+[ -e /var/lib/cni ] && CNI_CACHE_EXISTED=1
 LOG_DIR="$REPO/target/test-sh"
 mkdir -p "$LOG_DIR"
 STAGES=()
@@ -58,7 +63,9 @@ finish() {
     printf '  %s\n' "${STAGES[@]}"
     # Leftovers the tests should never leave (reported, not fatal: CI sees the tests' verdict).
     local left
-    left="$(ls -d /tmp/mypodtest-* 2>/dev/null || true; find /sys/fs/cgroup -maxdepth 2 -name 'mypodtest-*' 2>/dev/null || true; grep -o '/tmp/mypodtest-[^ ]*' /proc/self/mountinfo || true)"
+    left="$(ls -d /tmp/mypodtest-* 2>/dev/null || true; find /sys/fs/cgroup -maxdepth 2 -name 'mypodtest-*' 2>/dev/null || true; grep -o '/tmp/mypodtest-[^ ]*' /proc/self/mountinfo || true
+        grep -l '/tmp/mypodtest-' /var/lib/cni/results/* 2>/dev/null || true
+        [ "$CNI_CACHE_EXISTED" = 1 ] || { [ ! -e /var/lib/cni ] || echo /var/lib/cni; })"
     if [ -n "$left" ]; then
         echo "  WARNING: left behind by the tests:"
         while IFS= read -r l; do echo "    $l"; done <<<"$left"

@@ -39,14 +39,50 @@ pub fn shim_pids_from_state(state: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// Socket files named by the bundles' `address` files (`unix:///run/containerd/s/HASH`).
+/// Socket files named by the bundles' `address` files (`unix:///run/containerd/s/HASH`) or, on
+/// containerd 2.x, `bootstrap.json` files (`{"version":3,"address":"unix://...",...}`).
 pub fn shim_sockets_from_state(state: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for b in bundles(state) {
+        let mut addrs = Vec::new();
+        if let Ok(a) = fs::read_to_string(b.join("address")) {
+            addrs.push(a.trim().to_string());
+        }
+        if let Ok(j) = fs::read_to_string(b.join("bootstrap.json")) {
+            if let Some(a) = serde_json::from_str::<serde_json::Value>(&j)
+                .ok()
+                .and_then(|v| v["address"].as_str().map(str::to_string))
+            {
+                addrs.push(a);
+            }
+        }
+        for a in addrs {
+            let p = a.trim_start_matches("unix://");
+            if p.starts_with('/') && !out.iter().any(|o| o == Path::new(p)) {
+                out.push(PathBuf::from(p));
+            }
+        }
+    }
+    out
+}
+
+/// The debug sockets that shims started with `-debug` by containerd 1.7+ bind beside their
+/// main socket: `/run/containerd/s/<sha256(ADDRESS/NS/ID/debug)>`, for each bundle NS/ID (only
+/// the first container of a group names the socket, but the others' paths are harmless). A
+/// shim that dies by SIGKILL leaves it behind; containerd does not remove it.
+pub fn shim_debug_sockets(state: &Path, address: &Path) -> Vec<PathBuf> {
+    use sha2::{Digest, Sha256};
     bundles(state)
         .iter()
-        .filter_map(|b| fs::read_to_string(b.join("address")).ok())
-        .filter_map(|a| {
-            let p = a.trim().trim_start_matches("unix://").to_string();
-            p.starts_with('/').then(|| PathBuf::from(p))
+        .filter_map(|b| {
+            let id = b.file_name()?.to_str()?;
+            let ns = b.parent()?.file_name()?.to_str()?;
+            let key = format!("{}/{ns}/{id}/debug", address.display());
+            let hex: String = Sha256::digest(key.as_bytes())
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect();
+            Some(PathBuf::from("/run/containerd/s").join(hex))
         })
         .collect()
 }
@@ -235,6 +271,30 @@ pub fn remove_sockets(sockets: &[PathBuf], dir: &Path) -> Vec<String> {
     done
 }
 
+/// Where libcni (in containerd's CRI) caches CNI results; containerd does not let it be moved.
+const CNI_CACHE: &str = "/var/lib/cni/results";
+
+/// Removes libcni's cached results that belong to the instance in `dir` (their netns path
+/// lies under it). Returns what it did.
+pub fn remove_cni_cache(dir: &Path) -> Vec<String> {
+    let needle = format!("{}/", dir.display());
+    let mut done = Vec::new();
+    let Ok(rd) = fs::read_dir(CNI_CACHE) else {
+        return done;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let ours = fs::read_to_string(&p).is_ok_and(|t| t.contains(&needle));
+        if ours {
+            match fs::remove_file(&p) {
+                Ok(()) => done.push(format!("removed CNI cache file {}", p.display())),
+                Err(e) => done.push(format!("rm {}: {e}", p.display())),
+            }
+        }
+    }
+    done
+}
+
 /// Removes `dir` unless something is still mounted under it (removing through a live mount could
 /// delete what the mount shows).
 pub fn remove_dir(dir: &Path) -> Result<(), String> {
@@ -284,6 +344,13 @@ pub fn purge(dir: &Path, ns: &str, known_shims: &[u32], sockets: &[PathBuf]) -> 
     report.extend(unmount_under(dir));
     report.extend(remove_cgroups(ns, Duration::from_secs(5)));
     report.extend(remove_sockets(sockets, dir));
+    report.extend(remove_cni_cache(dir));
+    // runc-v2's default runc root for the namespace (runs with MYPOD_TEST_RUNTIME=runc): empty
+    // once its containers are deleted; remove_dir keeps it if it is not.
+    let runc_root = Path::new("/run/containerd/runc").join(ns);
+    if fs::remove_dir(&runc_root).is_ok() {
+        report.push(format!("rmdir {}: ok", runc_root.display()));
+    }
     if let Err(e) = remove_dir(dir) {
         report.push(e);
     }

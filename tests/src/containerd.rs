@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::cleanup;
 use crate::command::{self, Output, CTR_TIMEOUT};
+use crate::cri_instance::{CriParts, SandboxImage, CRI_NAMESPACE};
 use crate::image::{self, IMAGE};
 use crate::procfs;
 use crate::version::{repo_root, Binaries, Version};
@@ -27,7 +28,7 @@ const PREFIX: &str = "mypodtest-";
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 static SWEEP: Once = Once::new();
 
-fn tmp_root() -> PathBuf {
+pub(crate) fn tmp_root() -> PathBuf {
     // Short on purpose: unix socket paths must stay under 108 bytes.
     std::env::var_os("MYPOD_TEST_TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
 }
@@ -58,6 +59,8 @@ pub struct Builder {
     version: Version,
     runtime: String,
     with_runc: bool,
+    cri: bool,
+    sandbox_image: SandboxImage,
 }
 
 impl Builder {
@@ -73,6 +76,19 @@ impl Builder {
         self
     }
 
+    /// Enable CRI (see `cri_instance`): CNI, a private network namespace, the pause image,
+    /// runtime entries `mypod` (and `runc` with `with_runc`), ctr's namespace `k8s.io`.
+    pub fn cri(mut self, yes: bool) -> Self {
+        self.cri = yes;
+        self
+    }
+
+    /// The CRI sandbox (pause) image the instance is configured with (default: the working one).
+    pub fn sandbox_image(mut self, image: SandboxImage) -> Self {
+        self.sandbox_image = image;
+        self
+    }
+
     pub fn start(self) -> Containerd {
         Containerd::launch(self)
     }
@@ -84,9 +100,13 @@ pub struct Containerd {
     bins: Binaries,
     dir: PathBuf,
     ns: String,
+    /// The containerd namespace ctr works in: `ns`, or `k8s.io` (CRI's) for CRI instances.
+    ctr_ns: String,
     runtime: String,
     test_name: String,
     child: Option<Child>,
+    /// Set for CRI instances (dropped last: it holds the instance's network namespace).
+    pub(crate) cri: Option<CriParts>,
 }
 
 impl Containerd {
@@ -109,6 +129,8 @@ impl Containerd {
             version,
             runtime: runtime.to_string(),
             with_runc,
+            cri: false,
+            sandbox_image: SandboxImage::Pause,
         }
     }
 
@@ -170,8 +192,13 @@ impl Containerd {
             link(runc, &bin.join("runc"));
         }
 
+        let cri = b.cri.then(|| CriParts::prepare(&dir, &ns, b.sandbox_image));
+        let mut config_text = config_toml_with(b.version, &dir, cri.is_some());
+        if let Some(parts) = &cri {
+            config_text.push_str(&parts.config_sections(b.version, &dir, &b.runtime, b.with_runc));
+        }
         let config = dir.join("config.toml");
-        fs::write(&config, config_toml(b.version, &dir)).expect("write config.toml");
+        fs::write(&config, config_text).expect("write config.toml");
         let log = fs::File::create(dir.join("containerd.log")).expect("create containerd.log");
         let mut cmd = Command::new(&bins.containerd);
         cmd.arg("--config").arg(&config);
@@ -186,22 +213,38 @@ impl Containerd {
             .stdout(log.try_clone().expect("dup log fd"))
             .stderr(log)
             .current_dir(&dir);
+        if let Some(parts) = &cri {
+            // containerd (and so its shims and CNI plugins) runs in the instance's own network
+            // namespace, in the host's mount namespace.
+            parts.netns.enter_on_spawn(&mut cmd);
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bins.containerd.display()));
 
         // From here on, Drop cleans up whatever happens.
+        let ctr_ns = if cri.is_some() {
+            CRI_NAMESPACE.to_string()
+        } else {
+            ns.clone()
+        };
         let mut c = Containerd {
             version: b.version,
             bins,
             dir,
             ns,
+            ctr_ns,
             runtime: b.runtime,
             test_name,
             child: Some(child),
+            cri,
         };
         c.wait_ready();
-        c.import_image();
+        if c.cri.is_some() {
+            c.cri_ready();
+        } else {
+            c.import_image();
+        }
         c
     }
 
@@ -246,8 +289,15 @@ impl Containerd {
         self.version
     }
 
+    /// The instance's unique name (`mypodtest-PID-N`): its dir's name, ctr's namespace for
+    /// plain instances, and the top cgroup of everything it runs.
     pub fn namespace(&self) -> &str {
         &self.ns
+    }
+
+    /// The containerd namespace ctr works in (`namespace()`, or `k8s.io` for CRI instances).
+    pub fn ctr_namespace(&self) -> &str {
+        &self.ctr_ns
     }
 
     /// The runtime type containers are run with (`--runtime`).
@@ -295,7 +345,7 @@ impl Containerd {
         cmd.arg("--address")
             .arg(self.address())
             .arg("--namespace")
-            .arg(&self.ns)
+            .arg(&self.ctr_ns)
             .args(args);
         for var in [
             "CONTAINERD_ADDRESS",
@@ -378,15 +428,29 @@ impl Containerd {
                 saved.display(),
                 self.log_tail(60)
             );
+            if let Some(cri) = &self.cri {
+                eprintln!("{}", cri.describe_network());
+            }
         }
+        let mut report = Vec::new();
         if self.child.is_some() {
+            if self.cri.is_some() {
+                report.extend(self.cri_remove_all());
+            }
             self.remove_all_through_ctr();
         }
         let state = self.state_dir();
         let shims = cleanup::shim_pids_from_state(&state);
-        let sockets = cleanup::shim_sockets_from_state(&state);
-        let mut report = self.stop_containerd();
+        let mut sockets = cleanup::shim_sockets_from_state(&state);
+        sockets.extend(cleanup::shim_debug_sockets(&state, &self.address()));
+        if let Some(cri) = &self.cri {
+            sockets.extend(cri.sockets());
+        }
+        report.extend(self.stop_containerd());
         report.extend(cleanup::purge(&self.dir, &self.ns, &shims, &sockets));
+        if let Some(cri) = self.cri.take() {
+            report.extend(cri.teardown());
+        }
         let report: Vec<String> = report
             .into_iter()
             .filter(|l| !l.ends_with(": ok") || failing)
@@ -413,10 +477,10 @@ fn link(target: &Path, at: &Path) {
         .unwrap_or_else(|e| panic!("ln -s {} {}: {e}", target.display(), at.display()));
 }
 
-/// Plugins that need host set-up or touch host paths; CRI is tested in a later issue.
-fn disabled_plugins(v: Version) -> Vec<&'static str> {
+/// Plugins that need host set-up or touch host paths. CRI (and, on 2.x, its image, runtime and
+/// pod sandbox plugins) only for instances that are not CRI instances.
+fn disabled_plugins(v: Version, cri: bool) -> Vec<&'static str> {
     let mut p = vec![
-        "io.containerd.grpc.v1.cri",
         "io.containerd.nri.v1.nri",
         "io.containerd.internal.v1.tracing",
         "io.containerd.tracing.processor.v1.otlp",
@@ -426,22 +490,34 @@ fn disabled_plugins(v: Version) -> Vec<&'static str> {
         "io.containerd.snapshotter.v1.devmapper",
         "io.containerd.snapshotter.v1.blockfile",
     ];
+    if !cri {
+        p.push("io.containerd.grpc.v1.cri");
+    }
     if v == Version::V2_1 {
         p.extend([
-            "io.containerd.cri.v1.images",
-            "io.containerd.cri.v1.runtime",
-            "io.containerd.podsandbox.controller.v1.podsandbox",
             "io.containerd.snapshotter.v1.erofs",
             "io.containerd.differ.v1.erofs",
         ]);
+        if !cri {
+            p.extend([
+                "io.containerd.cri.v1.images",
+                "io.containerd.cri.v1.runtime",
+                "io.containerd.podsandbox.controller.v1.podsandbox",
+            ]);
+        }
     }
     p
 }
 
 /// The instance's config.toml: version 2 format for 1.6/1.7, version 3 for 2.x.
 pub fn config_toml(v: Version, dir: &Path) -> String {
+    config_toml_with(v, dir, false)
+}
+
+/// `config_toml` with the CRI plugins enabled or not (their sections come from `cri_instance`).
+pub fn config_toml_with(v: Version, dir: &Path, cri: bool) -> String {
     let d = dir.display();
-    let disabled: Vec<String> = disabled_plugins(v)
+    let disabled: Vec<String> = disabled_plugins(v, cri)
         .iter()
         .map(|p| format!("\"{p}\""))
         .collect();

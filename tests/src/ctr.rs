@@ -200,12 +200,18 @@ impl Containerd {
             .collect()
     }
 
-    /// Processes that are shims of this instance (their command line names its socket).
+    /// Processes that are shims of this instance (their command line names its socket, and
+    /// their program is a `containerd-shim-*` or the MYPOD_SHIM binary, whatever its name).
     pub fn shim_pids(&self) -> Vec<u32> {
         let needle = format!("{}/", self.dir().display());
+        let mypod = std::fs::canonicalize(crate::containerd::shim_path()).ok();
         cleanup::pids_mentioning(&needle)
             .into_iter()
-            .filter(|&p| procfs::cmdline(p).is_some_and(|c| c.contains("containerd-shim")))
+            .filter(|&p| {
+                procfs::cmdline(p).is_some_and(|c| c.contains("containerd-shim"))
+                    || (mypod.is_some()
+                        && std::fs::read_link(format!("/proc/{p}/exe")).ok() == mypod)
+            })
             .collect()
     }
 

@@ -1,5 +1,6 @@
 //! Harness for mypod's end-to-end tests: private containerd instances (1.6, 1.7, 2.1) driven
-//! through `ctr` exactly as a user would, with complete cleanup.
+//! through `ctr` exactly as a user would, or through CRI as the kubelet would (`cri`,
+//! `cri_instance`), with complete cleanup.
 //!
 //! Environment:
 //! - `MYPOD_TEST_RUNTIME` = `mypod` (default) or `runc`: which runtime the suite runs containers
@@ -13,13 +14,18 @@ pub mod caps;
 pub mod cleanup;
 pub mod command;
 pub mod containerd;
+pub mod cri;
+pub mod cri_instance;
 pub mod ctr;
 pub mod image;
+pub mod netns;
 pub mod procfs;
 pub mod version;
 
 pub use command::Output;
 pub use containerd::{Containerd, MYPOD_RUNTIME, RUNC_RUNTIME};
+pub use cri::{ContainerBuilder, CriClient, CriError, PodBuilder};
+pub use cri_instance::{Pod, PodFootprint, SandboxImage};
 pub use ctr::Task;
 pub use image::IMAGE;
 pub use version::Version;
@@ -38,6 +44,37 @@ macro_rules! per_version {
                 #[test]
                 fn $v() {
                     let c = $crate::Containerd::start(stringify!($v));
+                    super::$name(&c);
+                }
+            )+
+        }
+    };
+}
+
+/// Like `per_version!`, with a CRI-enabled instance (`Containerd::builder(v).cri(true)`):
+/// `per_version_cri!(NAME);`, `per_version_cri!(NAME: v1_7, v2_1);`, or
+/// `per_version_cri!(NAME with FN);` where `FN(Builder) -> Builder` adjusts the instance (e.g.
+/// its sandbox image).
+#[macro_export]
+macro_rules! per_version_cri {
+    ($name:ident) => {
+        $crate::per_version_cri!($name with ::std::convert::identity);
+    };
+    ($name:ident with $f:path) => {
+        $crate::per_version_cri!($name with $f: v1_6, v1_7, v2_1);
+    };
+    ($name:ident: $($v:ident),+ $(,)?) => {
+        $crate::per_version_cri!($name with ::std::convert::identity: $($v),+);
+    };
+    ($name:ident with $f:path: $($v:ident),+ $(,)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $v() {
+                    let b = $crate::Containerd::builder(stringify!($v)).cri(true);
+                    let c = $f(b).start();
                     super::$name(&c);
                 }
             )+

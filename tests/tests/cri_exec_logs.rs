@@ -1,0 +1,250 @@
+//! Issue 5: ExecSync through CRI (stdout, stderr, exit codes, env, timeouts, missing
+//! binaries), and container logs written where CRI asks, in CRI log format.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use mypod_tests::cri::api::ContainerState;
+use mypod_tests::cri::{describe_status, parse_cri_log};
+use mypod_tests::cri_instance::{stderr_of, stdout_of};
+use mypod_tests::{per_version_cri, procfs, ContainerBuilder, Containerd};
+
+const T: Duration = Duration::from_secs(20);
+
+/// The mount namespace of `pid`, if it still exists.
+fn ns_of(pid: u32) -> Option<std::path::PathBuf> {
+    fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
+}
+
+/// (d) ExecSync returns the command's stdout, stderr and exit code, with the container's env
+/// and hostname; the container keeps running and no exec process is left.
+fn exec_sync_output_and_exit_codes(c: &Containerd) {
+    let pod = c.run_pod_ok(c.pod("execpod"));
+    let id = c.start_in_pod(
+        &pod,
+        &ContainerBuilder::new("main", &["sleep", "1000"]).env("GREETING", "hello from env"),
+    );
+    c.wait_container_state(&id, ContainerState::ContainerRunning, T);
+    let main_pid = c.container_pid(&id);
+
+    let r = c.exec_ok(&id, &["sh", "-c", "echo out; echo err >&2; exit 5"]);
+    assert_eq!(
+        (r.exit_code, stdout_of(&r).as_str(), stderr_of(&r).as_str()),
+        (5, "out\n", "err\n"),
+        "stdout, stderr and exit code of `echo out; echo err >&2; exit 5`"
+    );
+
+    let r = c.exec_ok(&id, &["true"]);
+    assert_eq!(
+        (r.exit_code, r.stdout.len(), r.stderr.len()),
+        (0, 0, 0),
+        "`true`: {r:?}"
+    );
+
+    let r = c.exec_ok(&id, &["sh", "-c", "echo \"$GREETING\"; cat /etc/hostname"]);
+    assert_eq!(r.exit_code, 0, "{:?}", stderr_of(&r));
+    assert_eq!(
+        stdout_of(&r),
+        "hello from env\nexecpod\n",
+        "the container's env and hostname"
+    );
+
+    let r = c.exec_ok(&id, &["sh", "-c", "kill -9 $$"]);
+    assert_eq!(r.exit_code, 137, "an exec killed by SIGKILL exits 128+9");
+
+    // 256 KiB of output arrive complete.
+    let r = c.exec_ok(&id, &["sh", "-c", "head -c 262144 /dev/zero | tr '\\0' x"]);
+    assert_eq!(r.exit_code, 0, "{:?}", stderr_of(&r));
+    assert_eq!(r.stdout.len(), 262144, "all of a 256 KiB output");
+    assert!(r.stdout.iter().all(|&b| b == b'x'));
+
+    let st = c.container_status(&id).status.expect("status");
+    assert_eq!(
+        st.state,
+        ContainerState::ContainerRunning as i32,
+        "{}",
+        describe_status(&st)
+    );
+    assert_eq!(
+        c.container_pid(&id),
+        main_pid,
+        "execs do not disturb the container's process"
+    );
+    assert_eq!(
+        c.shim_pids().len(),
+        1,
+        "execs add no shim: {:?}",
+        c.shim_pids()
+    );
+    c.stop_and_remove_pod(&pod);
+}
+per_version_cri!(exec_sync_output_and_exit_codes);
+
+/// (d) An exec of a missing binary fails fast with an error naming it; an exec that outlives
+/// its timeout is ended and reported, and the container keeps running.
+fn exec_sync_failures(c: &Containerd) {
+    let pod = c.run_pod_ok(c.pod("execfail"));
+    let id = c.start_in_pod(&pod, &ContainerBuilder::new("main", &["sleep", "1000"]));
+    c.wait_container_state(&id, ContainerState::ContainerRunning, T);
+
+    let start = Instant::now();
+    let res = c.cri().exec_sync(&id, &["/bin/nope"], 30);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "exec of a missing binary must fail fast: {took:?}"
+    );
+    match res {
+        Err(e) => assert!(
+            e.message.contains("/bin/nope"),
+            "the error should name /bin/nope: {e}"
+        ),
+        Ok(r) => panic!(
+            "ExecSync of /bin/nope should fail, it returned exit code {} stdout {:?} stderr {:?}",
+            r.exit_code,
+            stdout_of(&r),
+            stderr_of(&r)
+        ),
+    }
+
+    let start = Instant::now();
+    let res = c.cri().exec_sync(&id, &["sleep", "60"], 1);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "an exec with a 1 s timeout must end well before its 60 s: {took:?} ({res:?})"
+    );
+    match &res {
+        Err(e) => assert!(
+            e.message.to_lowercase().contains("timeout") || e.message.contains("deadline"),
+            "the error should say the exec timed out: {e}"
+        ),
+        Ok(r) => panic!("ExecSync past its timeout should fail, it returned {r:?}"),
+    }
+    // The timed-out exec's process does not linger in the container.
+    let ctr_pid = c.container_pid(&id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lingering: Vec<u32> = procfs::pids()
+            .into_iter()
+            .filter(|&p| procfs::alive(p) && procfs::cmdline(p).as_deref() == Some("sleep 60"))
+            .filter(|&p| ns_of(p).is_some() && ns_of(p) == ns_of(ctr_pid))
+            .collect();
+        if lingering.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out exec's `sleep 60` still runs: {lingering:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let r = c.exec_ok(&id, &["echo", "still here"]);
+    assert_eq!(
+        stdout_of(&r),
+        "still here\n",
+        "execs work after failed ones"
+    );
+    let st = c.container_status(&id).status.expect("status");
+    assert_eq!(
+        st.state,
+        ContainerState::ContainerRunning as i32,
+        "{}",
+        describe_status(&st)
+    );
+    c.stop_and_remove_pod(&pod);
+}
+per_version_cri!(exec_sync_failures);
+
+/// (e) stdout and stderr go to `<log_directory>/<log_path>` in CRI log format, while the
+/// container runs and after it exits; ContainerStatus reports that path.
+fn container_logs_in_cri_format(c: &Containerd) {
+    let pod = c.run_pod_ok(c.pod("logs"));
+    let logs = pod.log_directory();
+
+    // A container that prints and then keeps running: its line is in the log while it runs.
+    let live = c.start_in_pod(
+        &pod,
+        &ContainerBuilder::new("live", &["sh", "-c", "echo started; exec sleep 1000"]),
+    );
+    let live_log = logs.join("live/0.log");
+    let deadline = Instant::now() + T;
+    let text = loop {
+        let text = fs::read_to_string(&live_log).unwrap_or_default();
+        if text.contains("started") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has no `started` line while the container runs: {text:?}",
+            live_log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lines = parse_cri_log(&text).unwrap_or_else(|e| panic!("{}: {e}", live_log.display()));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        (
+            lines[0].stream.as_str(),
+            lines[0].tag.as_str(),
+            lines[0].message.as_str()
+        ),
+        ("stdout", "F", "started")
+    );
+
+    // A container that writes to both streams and exits.
+    let done = c.start_in_pod(
+        &pod,
+        &ContainerBuilder::new(
+            "done",
+            &["sh", "-c", "echo one; echo two; echo oops >&2; echo three"],
+        )
+        .log_path("done-custom.log"),
+    );
+    let st = c.wait_container_state(&done, ContainerState::ContainerExited, T);
+    assert_eq!(st.exit_code, 0, "{}", describe_status(&st));
+    let path = logs.join("done-custom.log");
+    assert_eq!(
+        st.log_path,
+        path.to_string_lossy(),
+        "ContainerStatus reports the log path"
+    );
+    // The log is complete once the container has exited (containerd closes it after the
+    // streams reach EOF; give it a moment).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lines = loop {
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        let lines = parse_cri_log(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if lines.len() >= 4 || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stream = |s: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.stream == s)
+            .map(|l| l.message.clone())
+            .collect()
+    };
+    assert_eq!(
+        stream("stdout"),
+        ["one", "two", "three"],
+        "stdout lines in order: {lines:?}"
+    );
+    assert_eq!(stream("stderr"), ["oops"], "stderr lines: {lines:?}");
+    assert!(
+        lines.iter().all(|l| l.tag == "F"),
+        "whole lines are tagged F: {lines:?}"
+    );
+    let st = c.container_status(&live).status.expect("status");
+    assert_eq!(
+        st.state,
+        ContainerState::ContainerRunning as i32,
+        "{}",
+        describe_status(&st)
+    );
+    c.stop_and_remove_pod(&pod);
+}
+per_version_cri!(container_logs_in_cri_format);
