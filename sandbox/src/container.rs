@@ -36,6 +36,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error(transparent)]
+    Sysctl(#[from] crate::sysctl::SysctlError),
+    #[error(transparent)]
     Mount(#[from] MountError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
@@ -264,6 +266,7 @@ impl Container {
     pub fn create(opts: CreateOpts, layout: &Layout) -> Result<Container, ContainerError> {
         let spec = spec::load(&opts.bundle)?;
         spec::validate(&spec)?;
+        crate::sysctl::validate(&spec, crate::sysctl::is_own_namespace)?;
         let mut partial = Partial::default();
         match Self::create_inner(opts, layout, spec, &mut partial) {
             Ok(c) => Ok(c),

@@ -13,6 +13,7 @@ pub mod mount;
 pub mod process;
 pub mod spec;
 pub mod stdio;
+pub mod sysctl;
 pub mod wire;
 
 pub use container::{Container, CreateOpts, ExecOpts, ExecTarget, Launcher, Process};

@@ -31,7 +31,7 @@ impl ServiceError {
             ServiceError::InvalidArgument(_) => Code::INVALID_ARGUMENT,
             ServiceError::NotImplemented(_) => Code::UNIMPLEMENTED,
             ServiceError::Container(e) => match e {
-                ContainerError::Spec(_) => Code::INVALID_ARGUMENT,
+                ContainerError::Spec(_) | ContainerError::Sysctl(_) => Code::INVALID_ARGUMENT,
                 ContainerError::Process(mypod_sandbox::process::ProcessError::Finished(_)) => {
                     Code::NOT_FOUND
                 }

@@ -389,6 +389,10 @@ pub struct PodBuilder {
     pub cgroup_parent: Option<String>,
     /// Containers share the pod's pid namespace (`shareProcessNamespace: true`).
     pub share_pid: bool,
+    /// The pod uses the node's network namespace (`hostNetwork: true`).
+    pub host_network: bool,
+    /// The pod's sysctls (`securityContext.sysctls`).
+    pub sysctls: HashMap<String, String>,
     pub labels: HashMap<String, String>,
 }
 
@@ -402,6 +406,8 @@ impl PodBuilder {
             log_directory: None,
             cgroup_parent: None,
             share_pid: false,
+            host_network: false,
+            sysctls: HashMap::new(),
             labels: HashMap::from([("mypodtest".to_string(), name.to_string())]),
         }
     }
@@ -421,6 +427,16 @@ impl PodBuilder {
         self
     }
 
+    pub fn host_network(mut self, yes: bool) -> Self {
+        self.host_network = yes;
+        self
+    }
+
+    pub fn sysctl(mut self, key: &str, value: &str) -> Self {
+        self.sysctls.insert(key.to_string(), value.to_string());
+        self
+    }
+
     pub fn hostname(mut self, h: &str) -> Self {
         self.hostname = h.to_string();
         self
@@ -429,7 +445,11 @@ impl PodBuilder {
     /// The namespace options of the pod and (as the kubelet passes them) of its containers.
     pub fn namespace_options(&self) -> NamespaceOption {
         NamespaceOption {
-            network: NamespaceMode::Pod as i32,
+            network: if self.host_network {
+                NamespaceMode::Node as i32
+            } else {
+                NamespaceMode::Pod as i32
+            },
             ipc: NamespaceMode::Pod as i32,
             pid: if self.share_pid {
                 NamespaceMode::Pod as i32
@@ -457,6 +477,7 @@ impl PodBuilder {
             labels: self.labels.clone(),
             linux: Some(LinuxPodSandboxConfig {
                 cgroup_parent: self.cgroup_parent.clone().unwrap_or_default(),
+                sysctls: self.sysctls.clone(),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(self.namespace_options()),
                     ..Default::default()

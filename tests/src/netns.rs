@@ -71,6 +71,17 @@ impl NetNs {
         }
     }
 
+    /// A network sysctl's value in this namespace (`net.ipv4.ip_forward` → its file).
+    pub fn sysctl(&self, key: &str) -> String {
+        let mut cmd = Command::new("cat");
+        cmd.arg(format!("/proc/sys/{}", key.replace('.', "/")));
+        self.enter_on_spawn(&mut cmd);
+        match cmd.output() {
+            Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            Err(e) => format!("cat {key}: {e}"),
+        }
+    }
+
     /// Processes whose network namespace is this one.
     pub fn pids_in(&self) -> Vec<u32> {
         pids_in_netns(self.ino)

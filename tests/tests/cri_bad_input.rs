@@ -1,6 +1,7 @@
 //! Issue 5: what goes wrong through CRI fails with a clear error, within the deadline, and
 //! leaves nothing behind: an unknown RuntimeClass handler, a sandbox whose pause process
-//! cannot start, a missing executable in a pod, a container created after its pod's shim died.
+//! cannot start, a missing executable in a pod, a container created after its pod's shim died,
+//! pods whose settings conflict with a running pod or with the node.
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -319,3 +320,72 @@ fn container_after_shim_killed(c: &Containerd) {
     assert!(!procfs::alive(shim), "the killed shim is gone");
 }
 per_version_cri!(container_after_shim_killed);
+
+/// (f) Pods whose settings conflict with a running pod or with the node: the same pod name
+/// again, and a host-network pod that asks for a network sysctl (which would change the
+/// node's value for everyone). Each fails with an error naming the conflict; the running pod
+/// keeps its shim and container, the node's sysctl is unchanged, and nothing else is left.
+fn conflicting_pods(c: &Containerd) {
+    let pod = c.run_pod_ok(c.pod("first"));
+    let ctr = c.start_in_pod(&pod, &ContainerBuilder::new("app", &["sleep", "1000"]));
+    c.wait_container_state(&ctr, ContainerState::ContainerRunning, T);
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 1, "one pod, one shim: {shims:?}");
+
+    // The same metadata as the running pod: CRI refuses the reserved name.
+    let err = match c.run_pod(c.pod("first")) {
+        Ok(p) => panic!("a second pod named 'first' was made: {}", p.id),
+        Err(e) => e,
+    };
+    assert!(
+        !err.timed_out && err.message.contains("reserved"),
+        "the error should say the name is reserved: {err}"
+    );
+
+    // hostNetwork + a net.* sysctl: refused before anything runs (runc refuses it as well).
+    let before = c.netns().sysctl("net.ipv4.ip_forward");
+    let flipped = if before == "1" { "0" } else { "1" };
+    let res = c.run_pod(
+        c.pod("hostnet")
+            .host_network(true)
+            // As the kubelet: a host-network pod has the node's UTS namespace, no hostname.
+            .hostname("")
+            .sysctl("net.ipv4.ip_forward", flipped),
+    );
+    let err = match res {
+        Ok(p) => panic!(
+            "a host-network pod set net.ipv4.ip_forward={flipped}: pod {}; the node's value is now {}",
+            p.id,
+            c.netns().sysctl("net.ipv4.ip_forward")
+        ),
+        Err(e) => e,
+    };
+    assert!(
+        !err.timed_out && err.message.contains("net.ipv4.ip_forward"),
+        "the error should name the sysctl: {err}"
+    );
+    assert_eq!(
+        c.netns().sysctl("net.ipv4.ip_forward"),
+        before,
+        "the node's (the instance's network namespace's) value must not change"
+    );
+
+    let st = c.container_status(&ctr).status.expect("status");
+    assert_eq!(
+        st.state,
+        ContainerState::ContainerRunning as i32,
+        "the running pod is untouched: {}",
+        describe_status(&st)
+    );
+    // The refused pod's shim exits on its own once containerd deleted its one container.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.shim_pids() != shims && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c.shim_pids(), shims, "the running pod keeps its one shim");
+    let out = c.exec_ok(&ctr, &["echo", "still here"]);
+    assert_eq!(mypod_tests::cri_instance::stdout_of(&out), "still here\n");
+    c.stop_and_remove_pod(&pod);
+    assert_nothing_left(c, "the pods with conflicting settings");
+}
+per_version_cri!(conflicting_pods);

@@ -31,6 +31,31 @@ fn umask_oom_sysctl_domainname(c: &Containerd) {
 }
 per_version!(umask_oom_sysctl_domainname);
 
+/// A sysctl of a namespace the container shares with the host would change the host: refused
+/// (as runc does), naming the key, and the host's value is left alone.
+fn sysctl_of_a_shared_namespace_is_refused(c: &Containerd) {
+    let before = std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap_or_default();
+    let mut spec = c.config_spec("sysctlhost", &["true"]);
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .retain(|n| n["type"] != "ipc");
+    spec["linux"]["sysctl"] = json!({ "kernel.shmmni": "1234" });
+    let out = c.run_config("sysctlhost", &[], &spec);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("kernel.shmmni"),
+        "the error must name the sysctl:\n{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap_or_default(),
+        before,
+        "the host's value is unchanged"
+    );
+    c.assert_clean("sysctlhost");
+}
+per_version!(sysctl_of_a_shared_namespace_is_refused);
+
 /// Lowering oom_score_adj needs CAP_SYS_RESOURCE, which this VM withholds even from root:
 /// the runtime must say so, or (on a host that allows it) apply it.
 fn lowering_oom_score_adj(c: &Containerd) {
