@@ -10,6 +10,7 @@
 //! - `MYPOD_TEST_IMAGE`: the OCI layout tar (default `<repo>/.cache/images/busybox.tar`).
 //! - `MYPOD_TEST_TMPDIR`: where instance dirs go (default `/tmp`).
 
+pub mod bench;
 pub mod caps;
 pub mod cleanup;
 pub mod command;
