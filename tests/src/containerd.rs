@@ -199,28 +199,7 @@ impl Containerd {
         }
         let config = dir.join("config.toml");
         fs::write(&config, config_text).expect("write config.toml");
-        let log = fs::File::create(dir.join("containerd.log")).expect("create containerd.log");
-        let mut cmd = Command::new(&bins.containerd);
-        cmd.arg("--config").arg(&config);
-        cmd.env_clear().env("PATH", &bin);
-        for (k, v) in std::env::vars_os() {
-            let k_str = k.to_string_lossy();
-            if k_str.starts_with("MYPOD_") || k_str.starts_with("RUST_") {
-                cmd.env(&k, v);
-            }
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log fd"))
-            .stderr(log)
-            .current_dir(&dir);
-        if let Some(parts) = &cri {
-            // containerd (and so its shims and CNI plugins) runs in the instance's own network
-            // namespace, in the host's mount namespace.
-            parts.netns.enter_on_spawn(&mut cmd);
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bins.containerd.display()));
+        let child = spawn_daemon(&bins, &dir, cri.as_ref());
 
         // From here on, Drop cleans up whatever happens.
         let ctr_ns = if cri.is_some() {
@@ -388,6 +367,25 @@ impl Containerd {
         report
     }
 
+    /// Restarts containerd as a crash would: SIGKILL, then the same daemon again on the same
+    /// root, state and sockets. Shims and containers keep running meanwhile; `down` is how
+    /// long containerd stays away. Waits until it (and CRI, for CRI instances) answers again.
+    pub fn restart(&mut self, down: Duration) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(cri) = self.cri.as_mut() {
+            cri.client = None;
+        }
+        thread::sleep(down);
+        self.child = Some(spawn_daemon(&self.bins, &self.dir, self.cri.as_ref()));
+        self.wait_ready();
+        if self.cri.is_some() {
+            self.cri_ready();
+        }
+    }
+
     /// Kills and removes every task and container of the namespace through ctr.
     fn remove_all_through_ctr(&self) {
         let t = Duration::from_secs(15);
@@ -464,6 +462,37 @@ impl Containerd {
             );
         }
     }
+}
+
+/// Starts `containerd --config <dir>/config.toml` with PATH = `<dir>/bin`, its output appended
+/// to `<dir>/containerd.log`, in the instance's network namespace for CRI instances.
+fn spawn_daemon(bins: &Binaries, dir: &Path, cri: Option<&CriParts>) -> Child {
+    let config = dir.join("config.toml");
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .expect("open containerd.log");
+    let mut cmd = Command::new(&bins.containerd);
+    cmd.arg("--config").arg(&config);
+    cmd.env_clear().env("PATH", dir.join("bin"));
+    for (k, v) in std::env::vars_os() {
+        let k_str = k.to_string_lossy();
+        if k_str.starts_with("MYPOD_") || k_str.starts_with("RUST_") {
+            cmd.env(&k, v);
+        }
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log fd"))
+        .stderr(log)
+        .current_dir(dir);
+    if let Some(parts) = cri {
+        // containerd (and so its shims and CNI plugins) runs in the instance's own network
+        // namespace, in the host's mount namespace.
+        parts.netns.enter_on_spawn(&mut cmd);
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", bins.containerd.display()))
 }
 
 impl Drop for Containerd {
