@@ -3,7 +3,8 @@
 //!
 //! Hand-written rather than cgroups-rs: placement needs a handful of file writes, and
 //! cgroups-rs 0.5 pulls zbus and a large graph into a shim whose memory is a goal.
-//! Resource limits come with their own issue.
+//! Resource limits are in [`crate::resources`], statistics in [`crate::stats`], freezing in
+//! [`crate::freezer`] and OOM notification in [`crate::oom`].
 
 use std::fs;
 use std::io::ErrorKind;
@@ -152,16 +153,31 @@ impl Cgroup {
         })
     }
 
-    /// Creates the directories (cpuset ones inherit their parent's cpus and mems).
+    /// Creates the directories (cpuset ones inherit their parent's cpus and mems; on v2 the
+    /// controllers of every ancestor are delegated down to the new cgroup, as runc does).
     pub fn create(&self) -> Result<(), CgroupError> {
         for (name, dir) in &self.dirs {
-            if name.split(',').any(|c| c == "cpuset") {
+            if self.v2 {
+                create_v2(name, dir)?;
+            } else if name.split(',').any(|c| c == "cpuset") {
                 create_cpuset(dir)?;
             } else {
                 fs::create_dir_all(dir).map_err(io(dir))?;
             }
         }
         Ok(())
+    }
+
+    /// The directory holding `controller`'s files: the one v2 directory, or the v1
+    /// hierarchy that has the controller (`None` if no hierarchy has it).
+    pub fn controller_dir(&self, controller: &str) -> Option<&Path> {
+        if self.v2 {
+            return self.dirs.first().map(|(_, d)| d.as_path());
+        }
+        self.dirs
+            .iter()
+            .find(|(n, _)| n.split(',').any(|c| c == controller))
+            .map(|(_, d)| d.as_path())
     }
 
     /// `cgroup.procs` of every hierarchy: writing a pid there moves the process in.
@@ -300,6 +316,50 @@ pub fn device_rule(r: &LinuxDeviceCgroup) -> String {
     };
     let access = r.access().clone().unwrap_or_else(|| "rwm".into());
     format!("{typ} {}:{} {access}", num(r.major()), num(r.minor()))
+}
+
+/// Creates a v2 cgroup below `root`'s mount, enabling in each ancestor's
+/// `cgroup.subtree_control` every controller that ancestor has. A controller that cannot be
+/// enabled (for example a threaded or populated ancestor) is logged, not fatal: resource
+/// writes that need it fail later with an error naming the file.
+fn create_v2(_name: &str, dir: &Path) -> Result<(), CgroupError> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.exists() {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    for new in missing.iter().rev() {
+        if let Some(parent) = new.parent() {
+            enable_controllers(parent);
+        }
+        match fs::create_dir(new) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(new)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `+c` for each of `dir`'s controllers into its `cgroup.subtree_control`.
+fn enable_controllers(dir: &Path) {
+    let Ok(available) = fs::read_to_string(dir.join("cgroup.controllers")) else {
+        return;
+    };
+    let file = dir.join("cgroup.subtree_control");
+    let enabled = fs::read_to_string(&file).unwrap_or_default();
+    for c in available.split_whitespace() {
+        if enabled.split_whitespace().any(|e| e == c) {
+            continue;
+        }
+        if let Err(e) = fs::write(&file, format!("+{c}")) {
+            log::warn!("enable controller {c} in {}: {e}", file.display());
+        }
+    }
 }
 
 fn create_cpuset(dir: &Path) -> Result<(), CgroupError> {

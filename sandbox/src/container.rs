@@ -24,9 +24,13 @@ use oci_spec::runtime::{Process as ProcessSpec, Spec};
 
 use crate::cgroup::{Cgroup, CgroupError, Layout};
 use crate::console::{self, ConsoleError};
+use crate::freezer::{self, FreezerError};
 use crate::mount::{self, MountError, MountSpec};
+use crate::oom::{OomError, OomWatcher};
 use crate::process::{PidFd, ProcessError};
+use crate::resources::{self, ResourceError};
 use crate::spec::{self, SpecError};
+use crate::stats::{self, Stats};
 use crate::stdio::{Linger, LogContext, Stdio, StdioError, StdioPaths};
 use crate::wire::{self, InitMsg, InitRequest, WireError};
 
@@ -49,6 +53,12 @@ pub enum ContainerError {
     Console(#[from] ConsoleError),
     #[error(transparent)]
     Wire(#[from] WireError),
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    #[error(transparent)]
+    Freezer(#[from] FreezerError),
+    #[error(transparent)]
+    Oom(#[from] OomError),
     #[error("start init helper {exe}: {source}")]
     Spawn {
         exe: PathBuf,
@@ -218,40 +228,16 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
     bundle.join(root)
 }
 
-/// Resource limits are not applied yet (only device rules are): say so rather than drop
-/// them silently.
-fn warn_unapplied_resources(id: &str, spec: &Spec) {
+/// Warns about the parts of linux.resources this host cannot apply (for example a
+/// controller that has no hierarchy here), so that nothing is dropped silently.
+fn warn_unapplied_resources(id: &str, cg: &Cgroup, spec: &Spec) {
     let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else {
         return;
     };
-    let mut kinds = Vec::new();
-    if r.memory().is_some() {
-        kinds.push("memory");
-    }
-    if r.cpu().is_some() {
-        kinds.push("cpu");
-    }
-    if r.pids().is_some() {
-        kinds.push("pids");
-    }
-    if r.block_io().is_some() {
-        kinds.push("blockIO");
-    }
-    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
-        kinds.push("hugepageLimits");
-    }
-    if r.network().is_some() {
-        kinds.push("network");
-    }
-    if r.rdma().as_ref().is_some_and(|h| !h.is_empty()) {
-        kinds.push("rdma");
-    }
-    if r.unified().as_ref().is_some_and(|h| !h.is_empty()) {
-        kinds.push("unified");
-    }
+    let kinds = resources::unapplied(cg, r);
     if !kinds.is_empty() {
         log::warn!(
-            "container {id}: linux.resources {} not applied yet (only device rules are)",
+            "container {id}: linux.resources not applied: {}",
             kinds.join(", ")
         );
     }
@@ -298,7 +284,10 @@ impl Container {
             .and_then(|r| r.devices().clone())
             .unwrap_or_default();
         cgroup.apply_devices(&devices)?;
-        warn_unapplied_resources(&opts.id, &spec);
+        if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            resources::apply(&cgroup, r)?;
+        }
+        warn_unapplied_resources(&opts.id, &cgroup, &spec);
         let terminal = wants_terminal(spec.process().as_ref());
         let ctx = LogContext {
             id: opts.id.clone(),
@@ -361,12 +350,54 @@ impl Container {
         Ok(self.cgroup.pids()?)
     }
 
+    /// The container's cgroup (for updates, freezing and statistics off the caller's lock).
+    pub fn cgroup(&self) -> &Cgroup {
+        &self.cgroup
+    }
+
+    /// Applies new resource limits to the running container's cgroup (blocking; fields
+    /// absent from `r` are left as they are). Device rules are applied too.
+    pub fn update(
+        cg: &Cgroup,
+        r: &oci_spec::runtime::LinuxResources,
+    ) -> Result<(), ContainerError> {
+        resources::validate(r, cg.v2)?;
+        if let Some(d) = r.devices().as_ref().filter(|d| !d.is_empty()) {
+            cg.apply_devices(d)?;
+        }
+        resources::apply(cg, r)?;
+        Ok(())
+    }
+
+    /// Freezes (pause) or thaws (resume) every process of the container (blocking until
+    /// the kernel reports it done).
+    pub fn set_paused(cg: &Cgroup, paused: bool) -> Result<(), ContainerError> {
+        Ok(freezer::set_frozen(cg, paused)?)
+    }
+
+    /// The cgroup's statistics (blocking file reads).
+    pub fn stats(cg: &Cgroup) -> Stats {
+        stats::read(cg)
+    }
+
+    /// A pollable OOM watch on the container's cgroup (`None` without a memory controller).
+    pub fn oom_watcher(&self) -> Result<Option<OomWatcher>, ContainerError> {
+        Ok(OomWatcher::new(&self.cgroup)?)
+    }
+
     /// Kills what is left, unmounts the rootfs we mounted and removes the cgroup.
     /// Blocking; safe to call more than once.
     pub fn destroy(&mut self) -> Result<(), ContainerError> {
         let _ = self.init.signal(libc::SIGKILL);
         // Being destroyed: nobody is left to read what did not linger.
         drop(self.init.on_exit());
+        // Frozen processes cannot die: thaw a paused container first.
+        if freezer::is_frozen(&self.cgroup) {
+            let _ = self.cgroup.signal_all(libc::SIGKILL);
+            if let Err(e) = freezer::set_frozen(&self.cgroup, false) {
+                log::warn!("thaw {} before destroying it: {e}", self.id);
+            }
+        }
         self.cgroup.kill_all()?;
         self.cgroup.remove()?;
         if let Some(r) = self.mounted_rootfs.take() {
@@ -521,6 +552,10 @@ impl Starter {
 pub fn cleanup_dead(bundle: &Path, id: &str, layout: &Layout) -> Result<(), ContainerError> {
     let spec = spec::load(bundle)?;
     let cg = Cgroup::new(layout, &cgroups_path(&spec, id))?;
+    if freezer::is_frozen(&cg) {
+        let _ = cg.signal_all(libc::SIGKILL);
+        let _ = freezer::set_frozen(&cg, false);
+    }
     cg.kill_all()?;
     mount::unmount_all(&rootfs_path(&spec, bundle))?;
     cg.remove()?;

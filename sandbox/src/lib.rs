@@ -8,10 +8,14 @@
 pub mod cgroup;
 pub mod console;
 pub mod container;
+pub mod freezer;
 pub mod init;
 pub mod mount;
+pub mod oom;
 pub mod process;
+pub mod resources;
 pub mod spec;
+pub mod stats;
 pub mod stdio;
 pub mod sysctl;
 pub mod wire;

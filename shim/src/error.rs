@@ -1,6 +1,8 @@
 //! Errors of the Task service, mapped to ttrpc status codes at the service edge.
 
 use mypod_sandbox::container::ContainerError;
+use mypod_sandbox::freezer::FreezerError;
+use mypod_sandbox::resources::ResourceError;
 use ttrpc::Code;
 
 /// What a Task RPC can fail with.
@@ -36,6 +38,11 @@ impl ServiceError {
                     Code::NOT_FOUND
                 }
                 ContainerError::NotCreated => Code::FAILED_PRECONDITION,
+                ContainerError::Resource(r) => match r {
+                    ResourceError::Read { .. } => Code::UNKNOWN,
+                    _ => Code::INVALID_ARGUMENT,
+                },
+                ContainerError::Freezer(FreezerError::NoFreezer) => Code::FAILED_PRECONDITION,
                 _ => Code::UNKNOWN,
             },
             ServiceError::Internal(_) => Code::INTERNAL,

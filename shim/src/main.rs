@@ -8,6 +8,7 @@ mod delete;
 mod error;
 mod events;
 mod logger;
+mod metrics;
 mod pod;
 mod serve;
 mod service;

@@ -13,13 +13,16 @@ use containerd_shim_protos::api::{
     CreateTaskRequest, DeleteResponse, ExecProcessRequest, StateResponse, Status,
 };
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::topics;
 use mypod_sandbox::cgroup::Layout;
 use mypod_sandbox::container::{ExecOpts, Launcher};
 use mypod_sandbox::mount::MountSpec;
+use mypod_sandbox::oom::{OomCheck, OomWatcher};
+use mypod_sandbox::stats::Stats;
 use mypod_sandbox::stdio::StdioPaths;
 use mypod_sandbox::{Container, CreateOpts, ExitStatus, Process};
 use tokio::sync::{watch, Notify};
@@ -90,6 +93,19 @@ struct Entry {
     bundle: String,
     execs: HashMap<String, Exec>,
     pending_execs: HashMap<String, PendingExec>,
+    /// Frozen by Pause (until Resume, or a SIGKILL that thaws it).
+    paused: bool,
+    /// The OOM watch task, stopped when the entry goes.
+    _oom: Option<AbortOnDrop>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Entry {
@@ -212,6 +228,14 @@ impl Pod {
             }
         };
         let pid = container.pid();
+        let oom = match container.oom_watcher() {
+            Ok(Some(w)) => self.watch_oom(&id, w),
+            Ok(None) => None,
+            Err(e) => {
+                log::warn!("container {id}: no OOM events: {e}");
+                None
+            }
+        };
         let mut init = ProcState::new(pid, stdio, false);
         start_copies(&mut container.init, &mut init, &id);
         let mut ev = TaskCreate::new();
@@ -235,6 +259,8 @@ impl Pod {
             bundle: req.bundle.clone(),
             execs: HashMap::new(),
             pending_execs: HashMap::new(),
+            paused: false,
+            _oom: oom,
         };
         if let Some(exit) = unclaimed {
             self.apply_exit(&id, "", &mut entry.container.init, &mut entry.init, exit);
@@ -484,6 +510,9 @@ impl Pod {
         let e = st.containers.get_mut(id).ok_or_else(|| not_found(id, ""))?;
         if all && exec_id.is_empty() {
             e.container.signal_all(sig as i32)?;
+            if e.paused && sig == libc::SIGKILL as u32 {
+                self.thaw_for_kill(id, e);
+            }
             return Ok(());
         }
         let (process, state) = e.proc_mut(exec_id).ok_or_else(|| not_found(id, exec_id))?;
@@ -494,7 +523,23 @@ impl Pod {
             )));
         }
         process.signal(sig as i32)?;
+        if e.paused && sig == libc::SIGKILL as u32 {
+            self.thaw_for_kill(id, e);
+        }
         Ok(())
+    }
+
+    /// A frozen process cannot act on SIGKILL: thaw a paused container so that it dies
+    /// (as runc does). Runs on the blocking pool; the kill has been sent already.
+    fn thaw_for_kill(&self, id: &str, e: &mut Entry) {
+        e.paused = false;
+        let cg = e.container.cgroup().clone();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = Container::set_paused(&cg, false) {
+                log::warn!("thaw {id} after SIGKILL: {err}");
+            }
+        });
     }
 
     /// Delete: an exec (stopped) is forgotten; a container (stopped or never started)
@@ -587,6 +632,7 @@ impl Pod {
         r.pid = s.pid as u32;
         r.status = match s.phase {
             Phase::Created => Status::CREATED,
+            Phase::Running if e.paused => Status::PAUSED,
             Phase::Starting | Phase::Running => Status::RUNNING,
             Phase::Stopped => Status::STOPPED,
         }
@@ -669,6 +715,136 @@ impl Pod {
         })?;
         mypod_sandbox::console::resize(master.get_ref(), width as u16, height as u16)
             .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// Starts a task that publishes TaskOOM for every OOM kill in the container's cgroup.
+    fn watch_oom(&self, id: &str, w: OomWatcher) -> Option<AbortOnDrop> {
+        // SAFETY: the watcher owns its fd (an OwnedFd it never replaces), so the fd stays
+        // open and the same for as long as the AsyncFd owns the watcher.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(w, tokio::io::Interest::READABLE)
+        };
+        let afd = match registered {
+            Ok(a) => a,
+            Err(e) => {
+                log::warn!("container {id}: no OOM events: {e}");
+                return None;
+            }
+        };
+        let events = self.events.clone();
+        let id = id.to_string();
+        let task = tokio::spawn(async move {
+            let mut afd = afd;
+            loop {
+                let mut guard = match afd.readable_mut().await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        log::warn!("OOM watch of {id}: {e}");
+                        return;
+                    }
+                };
+                let found = guard.get_inner_mut().check();
+                guard.clear_ready();
+                match found {
+                    OomCheck::Oom(n) => {
+                        log::info!("container {id}: OOM ({n})");
+                        let mut ev = TaskOOM::new();
+                        ev.container_id = id.clone();
+                        events.publish(topics::TASK_OOM_EVENT_TOPIC, &ev);
+                    }
+                    OomCheck::Gone => return,
+                    OomCheck::Nothing => {}
+                }
+            }
+        });
+        Some(AbortOnDrop(task.abort_handle()))
+    }
+
+    /// Pause (`true`) or Resume (`false`): freeze or thaw the container's processes and
+    /// report TaskPaused / TaskResumed.
+    pub async fn set_paused(&self, id: &str, pause: bool) -> Result<()> {
+        let what = if pause { "pause" } else { "resume" };
+        let cg = {
+            let st = self.lock();
+            let e = st.containers.get(id).ok_or_else(|| not_found(id, ""))?;
+            if e.init.phase != Phase::Running {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "cannot {what} container {id}: it is not running"
+                )));
+            }
+            if e.paused == pause {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "cannot {what} container {id}: it is {}",
+                    if pause {
+                        "paused already"
+                    } else {
+                        "not paused"
+                    }
+                )));
+            }
+            e.container.cgroup().clone()
+        };
+        let res = tokio::task::spawn_blocking(move || Container::set_paused(&cg, pause))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("{what} {id}: {e}")))?;
+        if let Err(e) = res {
+            log::warn!("{what} {id}: {e}");
+            return Err(e.into());
+        }
+        let mut st = self.lock();
+        if let Some(e) = st.containers.get_mut(id) {
+            e.paused = pause;
+        }
+        if pause {
+            let mut ev = TaskPaused::new();
+            ev.container_id = id.to_string();
+            self.events.publish(topics::TASK_PAUSED_EVENT_TOPIC, &ev);
+        } else {
+            let mut ev = TaskResumed::new();
+            ev.container_id = id.to_string();
+            self.events.publish(topics::TASK_RESUMED_EVENT_TOPIC, &ev);
+        }
+        log::info!("{what}d container {id}");
+        Ok(())
+    }
+
+    /// Update: apply new resource limits to a container that has not stopped.
+    pub async fn update(&self, id: &str, r: oci_spec::runtime::LinuxResources) -> Result<()> {
+        let cg = {
+            let st = self.lock();
+            let e = st.containers.get(id).ok_or_else(|| not_found(id, ""))?;
+            if e.init.phase == Phase::Stopped {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "cannot update resources of container {id}: it has stopped"
+                )));
+            }
+            e.container.cgroup().clone()
+        };
+        let res = tokio::task::spawn_blocking(move || Container::update(&cg, &r))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("update {id}: {e}")))?;
+        match res {
+            Ok(()) => {
+                log::info!("updated resources of container {id}");
+                Ok(())
+            }
+            Err(e) => {
+                log::warn!("update {id}: {e}");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Stats: the container's cgroup statistics.
+    pub async fn stats(&self, id: &str) -> Result<Stats> {
+        let cg = {
+            let st = self.lock();
+            let e = st.containers.get(id).ok_or_else(|| not_found(id, ""))?;
+            e.container.cgroup().clone()
+        };
+        tokio::task::spawn_blocking(move || Container::stats(&cg))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("stats {id}: {e}")))
     }
 
     /// The init pid of a container, if it exists.

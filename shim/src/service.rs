@@ -88,12 +88,16 @@ impl Task for TaskService {
         Ok(r)
     }
 
-    async fn pause(&self, _: &TtrpcContext, _: PauseRequest) -> R<Empty> {
-        unsupported("Pause")
+    async fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> R<Empty> {
+        log::debug!("pause id={}", req.id);
+        self.pod.set_paused(&req.id, true).await?;
+        Ok(Empty::new())
     }
 
-    async fn resume(&self, _: &TtrpcContext, _: ResumeRequest) -> R<Empty> {
-        unsupported("Resume")
+    async fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> R<Empty> {
+        log::debug!("resume id={}", req.id);
+        self.pod.set_paused(&req.id, false).await?;
+        Ok(Empty::new())
     }
 
     async fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> R<Empty> {
@@ -125,8 +129,11 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    async fn update(&self, _: &TtrpcContext, _: UpdateTaskRequest) -> R<Empty> {
-        unsupported("Update")
+    async fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> R<Empty> {
+        log::debug!("update id={}", req.id);
+        let resources = parse_resources(&req)?;
+        self.pod.update(&req.id, resources).await?;
+        Ok(Empty::new())
     }
 
     async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> R<WaitResponse> {
@@ -138,8 +145,12 @@ impl Task for TaskService {
         Ok(r)
     }
 
-    async fn stats(&self, _: &TtrpcContext, _: StatsRequest) -> R<StatsResponse> {
-        unsupported("Stats")
+    async fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> R<StatsResponse> {
+        log::debug!("stats id={}", req.id);
+        let stats = self.pod.stats(&req.id).await?;
+        let mut r = StatsResponse::new();
+        r.stats = MessageField::some(crate::metrics::to_any(&stats)?);
+        Ok(r)
     }
 
     async fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> R<ConnectResponse> {
@@ -155,4 +166,20 @@ impl Task for TaskService {
         self.pod.shutdown();
         Ok(Empty::new())
     }
+}
+
+/// UpdateTaskRequest.resources: an Any whose value is the OCI `LinuxResources` as JSON (what
+/// containerd's `typeurl` makes of `specs.LinuxResources`, and what runc's shim decodes).
+fn parse_resources(
+    req: &UpdateTaskRequest,
+) -> Result<oci_spec::runtime::LinuxResources, ServiceError> {
+    let any = req.resources.as_ref().ok_or_else(|| {
+        ServiceError::InvalidArgument(format!("update {}: no resources given", req.id))
+    })?;
+    serde_json::from_slice(&any.value).map_err(|e| {
+        ServiceError::InvalidArgument(format!(
+            "update {}: resources ({}) are not OCI LinuxResources JSON: {e}",
+            req.id, any.type_url
+        ))
+    })
 }
