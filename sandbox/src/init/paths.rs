@@ -73,12 +73,20 @@ fn readonly(p: &str) -> Result<(), InitError> {
     }
     mount(Some(p), p, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
         .ctx(|| format!("bind readonly path {p}"))?;
-    let flags = MsFlags::MS_BIND
-        | MsFlags::MS_REMOUNT
-        | MsFlags::MS_RDONLY
-        | MsFlags::MS_NOSUID
-        | MsFlags::MS_NODEV
-        | MsFlags::MS_NOEXEC;
+    // Keep the mount's own nosuid/nodev/noexec (a locked flag cannot be dropped) and add
+    // nothing else, as runc does: a read-only /bin must stay executable.
+    let keep = nix::sys::statvfs::statvfs(p)
+        .map(|st| {
+            use nix::sys::statvfs::FsFlags;
+            let f = st.flags();
+            let mut m = MsFlags::empty();
+            m.set(MsFlags::MS_NOSUID, f.contains(FsFlags::ST_NOSUID));
+            m.set(MsFlags::MS_NODEV, f.contains(FsFlags::ST_NODEV));
+            m.set(MsFlags::MS_NOEXEC, f.contains(FsFlags::ST_NOEXEC));
+            m
+        })
+        .ctx(|| format!("statfs readonly path {p}"))?;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep;
     mount(NONE, p, NONE, flags, NONE).ctx(|| format!("remount readonly path {p}"))
 }
 
