@@ -329,6 +329,17 @@ pub fn unapplied(cg: &Cgroup, r: &LinuxResources) -> Vec<String> {
 pub fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
     validate(r, cg.v2)?;
     let v2 = cg.v2;
+    // cpuset first (as runc does on v1): the kernel alone knows which cpus and mems exist, so
+    // this is the write an Update most likely fails on, and failing before any other file is
+    // written leaves the container's limits as they were.
+    if let (Some(c), Some(dir)) = (r.cpu(), cg.controller_dir("cpuset")) {
+        if let Some(cpus) = c.cpus().as_ref().filter(|s| !s.is_empty()) {
+            write(dir, "cpuset.cpus", cpus)?;
+        }
+        if let Some(mems) = c.mems().as_ref().filter(|s| !s.is_empty()) {
+            write(dir, "cpuset.mems", mems)?;
+        }
+    }
     if let (Some(m), Some(dir)) = (r.memory(), cg.controller_dir("memory")) {
         if v2 {
             memory_v2(dir, m)?;
@@ -336,21 +347,11 @@ pub fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
             memory_v1(dir, m)?;
         }
     }
-    if let Some(c) = r.cpu() {
-        if let Some(dir) = cg.controller_dir("cpu") {
-            if v2 {
-                cpu_v2(dir, c)?;
-            } else {
-                cpu_v1(dir, c)?;
-            }
-        }
-        if let Some(dir) = cg.controller_dir("cpuset") {
-            if let Some(cpus) = c.cpus().as_ref().filter(|s| !s.is_empty()) {
-                write(dir, "cpuset.cpus", cpus)?;
-            }
-            if let Some(mems) = c.mems().as_ref().filter(|s| !s.is_empty()) {
-                write(dir, "cpuset.mems", mems)?;
-            }
+    if let (Some(c), Some(dir)) = (r.cpu(), cg.controller_dir("cpu")) {
+        if v2 {
+            cpu_v2(dir, c)?;
+        } else {
+            cpu_v1(dir, c)?;
         }
     }
     if let (Some(p), Some(dir)) = (r.pids(), cg.controller_dir("pids")) {
@@ -892,6 +893,37 @@ mod tests {
                 .starts_with("pids.max = 5: no such file or directory"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn failed_cpuset_write_leaves_other_limits_alone() {
+        let (_f, cg) = fake(
+            "v1cpuset",
+            false,
+            &["memory", "cpu", "cpuset"],
+            &[
+                "memory.limit_in_bytes",
+                "cpu.cfs_quota_us",
+                "cpu.cfs_period_us",
+            ],
+        );
+        fs::write(
+            cg.controller_dir("memory")
+                .unwrap()
+                .join("memory.limit_in_bytes"),
+            "134217728",
+        )
+        .unwrap();
+        // The cpuset write fails (its dir is gone), as the kernel refuses a cpu it lacks.
+        fs::remove_dir_all(cg.controller_dir("cpuset").unwrap()).unwrap();
+        let e = apply(
+            &cg,
+            &res(r#"{"memory":{"limit":268435456},"cpu":{"quota":30000,"period":100000,"cpus":"999"}}"#),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("cpuset.cpus = 999"), "{e}");
+        assert_eq!(get(&cg, "memory", "memory.limit_in_bytes"), "134217728");
+        assert_eq!(get(&cg, "cpu", "cpu.cfs_quota_us"), "");
     }
 
     #[test]

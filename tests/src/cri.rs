@@ -329,6 +329,75 @@ impl CriClient {
         .map(|_| ())
     }
 
+    /// ContainerStats of container `id` (None if CRI has no stats for it).
+    pub fn container_stats(&self, id: &str) -> CriResult<Option<api::ContainerStats>> {
+        let mut c = self.runtime_client();
+        let req = self.request(api::ContainerStatsRequest {
+            container_id: id.to_string(),
+        });
+        self.call(
+            "ContainerStats",
+            async move { c.container_stats(req).await },
+        )
+        .map(|r| r.stats)
+    }
+
+    pub fn list_container_stats(
+        &self,
+        filter: Option<api::ContainerStatsFilter>,
+    ) -> CriResult<Vec<api::ContainerStats>> {
+        let mut c = self.runtime_client();
+        let req = self.request(api::ListContainerStatsRequest { filter });
+        self.call("ListContainerStats", async move {
+            c.list_container_stats(req).await
+        })
+        .map(|r| r.stats)
+    }
+
+    /// PodSandboxStats of pod `id` (None if CRI has no stats for it).
+    pub fn pod_sandbox_stats(&self, id: &str) -> CriResult<Option<api::PodSandboxStats>> {
+        let mut c = self.runtime_client();
+        let req = self.request(api::PodSandboxStatsRequest {
+            pod_sandbox_id: id.to_string(),
+        });
+        self.call(
+            "PodSandboxStats",
+            async move { c.pod_sandbox_stats(req).await },
+        )
+        .map(|r| r.stats)
+    }
+
+    pub fn list_pod_sandbox_stats(
+        &self,
+        filter: Option<api::PodSandboxStatsFilter>,
+    ) -> CriResult<Vec<api::PodSandboxStats>> {
+        let mut c = self.runtime_client();
+        let req = self.request(api::ListPodSandboxStatsRequest { filter });
+        self.call("ListPodSandboxStats", async move {
+            c.list_pod_sandbox_stats(req).await
+        })
+        .map(|r| r.stats)
+    }
+
+    /// UpdateContainerResources of container `id` with `linux` (the whole set, as the kubelet
+    /// sends it).
+    pub fn update_container_resources(
+        &self,
+        id: &str,
+        linux: &api::LinuxContainerResources,
+    ) -> CriResult<()> {
+        let mut c = self.runtime_client();
+        let req = self.request(api::UpdateContainerResourcesRequest {
+            container_id: id.to_string(),
+            linux: Some(linux.clone()),
+            ..Default::default()
+        });
+        self.call("UpdateContainerResources", async move {
+            c.update_container_resources(req).await
+        })
+        .map(|_| ())
+    }
+
     /// ImageStatus of `image` (None if CRI does not know it).
     pub fn image_status(&self, image: &str) -> CriResult<Option<api::Image>> {
         let mut c = self.image_client();
@@ -499,6 +568,8 @@ pub struct ContainerBuilder {
     pub env: Vec<(String, String)>,
     /// Relative to the pod's log directory; default `NAME/0.log` as the kubelet does.
     pub log_path: Option<String>,
+    /// `linux.resources` (limits), if any were asked for.
+    pub resources: Option<api::LinuxContainerResources>,
 }
 
 impl ContainerBuilder {
@@ -511,7 +582,32 @@ impl ContainerBuilder {
             args: Vec::new(),
             env: Vec::new(),
             log_path: None,
+            resources: None,
         }
+    }
+
+    fn resources_mut(&mut self) -> &mut api::LinuxContainerResources {
+        self.resources.get_or_insert_with(Default::default)
+    }
+
+    /// `resources.limits.memory`: `memory_limit_in_bytes`.
+    pub fn memory_limit(mut self, bytes: i64) -> Self {
+        self.resources_mut().memory_limit_in_bytes = bytes;
+        self
+    }
+
+    /// `resources.limits.cpu` as the kubelet sends it: CFS quota over a period (µs).
+    pub fn cpu_quota(mut self, quota: i64, period: i64) -> Self {
+        let r = self.resources_mut();
+        r.cpu_quota = quota;
+        r.cpu_period = period;
+        self
+    }
+
+    /// `resources.requests.cpu` as the kubelet sends it: cpu shares.
+    pub fn cpu_shares(mut self, shares: i64) -> Self {
+        self.resources_mut().cpu_shares = shares;
+        self
     }
 
     pub fn image(mut self, image: &str) -> Self {
@@ -559,11 +655,11 @@ impl ContainerBuilder {
             log_path: self.relative_log_path(),
             labels: HashMap::from([("mypodtest-container".to_string(), self.name.clone())]),
             linux: Some(LinuxContainerConfig {
+                resources: self.resources.clone(),
                 security_context: Some(LinuxContainerSecurityContext {
                     namespace_options: Some(pod.namespace_options()),
                     ..Default::default()
                 }),
-                ..Default::default()
             }),
             ..Default::default()
         }
