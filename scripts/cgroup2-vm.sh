@@ -15,7 +15,8 @@
 #
 # Options: --test NAME (repeatable; cri_* files only when named), --exec CMD (run CMD with bash in
 # the repo instead of tests), --no-build (use the newest test binaries in target/release/deps).
-# Env: CGROUP2_VM_TIMEOUT (seconds, default 1200), CGROUP2_VM_MEM (default 4G), CGROUP2_VM_CPUS
+# Env: MYPOD_TEST_RUNTIME (mypod or runc) is passed on to the guest's tests.
+# CGROUP2_VM_TIMEOUT (seconds, default 1200), CGROUP2_VM_MEM (default 4G), CGROUP2_VM_CPUS
 # (default 2), CGROUP2_VM_KERNEL_PKG (a kernel package; default: what bookworm's linux-image-amd64
 # depends on). Exits with the guest's exit status (124: timed out, 125: the guest failed to
 # report one). The serial console streams to the terminal and is kept, with the containerd logs of
@@ -248,6 +249,9 @@ EOF
         printf 'bash -c %q\n' "$EXEC"
     else
         printf 'export RUST_BACKTRACE=0 MYPOD_SHIM=%q\n' "$GSHARE/bin/containerd-shim-mypod-v2"
+        # The runtime under test (mypod, or runc to check the tests themselves) reaches the guest.
+        [ -z "${MYPOD_TEST_RUNTIME:-}" ] || printf 'export MYPOD_TEST_RUNTIME=%q\n' "$MYPOD_TEST_RUNTIME"
+        printf 'echo "cgroup2-vm: MYPOD_TEST_RUNTIME=${MYPOD_TEST_RUNTIME:-mypod}"\n'
         printf 'ARGS=('; [ "${#TEST_ARGS[@]}" -eq 0 ] || printf ' %q' "${TEST_ARGS[@]}"; printf ' )\n'
         printf 'TESTS=('; printf ' %q' "${TESTS[@]}"; printf ' )\n'
         cat <<'EOF'

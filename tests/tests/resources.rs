@@ -1,5 +1,7 @@
 //! Issue 6: resource limits in the cgroup files and in effect, Pause/Resume, Update, Stats
-//! (`ctr task metrics`) and OOM events, on cgroup v1 (this machine's hybrid layout).
+//! (`ctr task metrics`) and OOM events, on cgroup v1 (this machine's hybrid layout) and on
+//! cgroup v2 (a cgroup2-only host: `scripts/cgroup2-vm.sh --test resources`). Every test has
+//! a branch for each; a host that is neither fails.
 //!
 //! None of the three `ctr` versions has `task update`, so Update is sent to the task's shim
 //! as containerd sends it (Task.Update over ttrpc, the resources as OCI JSON in an Any) by a
@@ -35,12 +37,35 @@ fn is_v1() -> bool {
     Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
 }
 
-/// Limits given with `ctr run` flags land in the v1 files.
-fn limits_in_cgroup_files(c: &Containerd) {
-    if !is_v1() {
-        eprintln!("not a cgroup v1 host: skipped");
-        return;
+/// A cgroup2-only host: the unified tree at /sys/fs/cgroup. Panics on a host that is
+/// neither v1 nor v2, so no test passes by checking nothing.
+fn is_v2() -> bool {
+    if is_v1() {
+        return false;
     }
+    assert!(
+        Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+        "neither cgroup v1 (/sys/fs/cgroup/memory) nor cgroup v2 (/sys/fs/cgroup/cgroup.controllers)"
+    );
+    true
+}
+
+/// `/sys/fs/cgroup/<ns>/<id>/<file>` on cgroup v2 (one tree; ctr's default cgroupsPath is
+/// `/<namespace>/<id>`).
+fn v2_file(c: &Containerd, id: &str, file: &str) -> String {
+    let p = Path::new("/sys/fs/cgroup")
+        .join(c.ctr_namespace())
+        .join(id)
+        .join(file);
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// Limits given with `ctr run` flags land in the cgroup files (v1, or v2).
+fn limits_in_cgroup_files(c: &Containerd) {
+    let v2 = is_v2();
     c.run_detached(
         "lim",
         &[
@@ -55,20 +80,31 @@ fn limits_in_cgroup_files(c: &Containerd) {
         ],
         &["sleep", "60"],
     );
-    assert_eq!(
-        cgroup_file(c, "memory", "lim", "memory.limit_in_bytes"),
-        "67108864"
-    );
-    assert_eq!(cgroup_file(c, "cpu", "lim", "cpu.cfs_quota_us"), "25000");
-    assert_eq!(cgroup_file(c, "cpu", "lim", "cpu.cfs_period_us"), "50000");
-    assert_eq!(cgroup_file(c, "cpu", "lim", "cpu.shares"), "512");
+    if v2 {
+        assert_eq!(v2_file(c, "lim", "memory.max"), "67108864");
+        assert_eq!(v2_file(c, "lim", "cpu.max"), "25000 50000");
+        // runc's conversion: 1 + ((512 - 2) * 9999) / 262142.
+        assert_eq!(v2_file(c, "lim", "cpu.weight"), "20");
+    } else {
+        assert_eq!(
+            cgroup_file(c, "memory", "lim", "memory.limit_in_bytes"),
+            "67108864"
+        );
+        assert_eq!(cgroup_file(c, "cpu", "lim", "cpu.cfs_quota_us"), "25000");
+        assert_eq!(cgroup_file(c, "cpu", "lim", "cpu.cfs_period_us"), "50000");
+        assert_eq!(cgroup_file(c, "cpu", "lim", "cpu.shares"), "512");
+    }
     c.kill_and_remove("lim");
     c.assert_clean("lim");
 
     // --cpus is a quota over the default 100 ms period.
     c.run_detached("cpus", &["--cpus", "0.5"], &["sleep", "60"]);
-    assert_eq!(cgroup_file(c, "cpu", "cpus", "cpu.cfs_quota_us"), "50000");
-    assert_eq!(cgroup_file(c, "cpu", "cpus", "cpu.cfs_period_us"), "100000");
+    if v2 {
+        assert_eq!(v2_file(c, "cpus", "cpu.max"), "50000 100000");
+    } else {
+        assert_eq!(cgroup_file(c, "cpu", "cpus", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(cgroup_file(c, "cpu", "cpus", "cpu.cfs_period_us"), "100000");
+    }
     c.kill_and_remove("cpus");
     c.assert_clean("cpus");
 }
@@ -80,16 +116,40 @@ fn run_config_detached(c: &Containerd, id: &str, spec: &serde_json::Value) {
     c.ctr_ok(&["run", "-d", "--runtime", c.runtime(), "--config", &file, id]);
 }
 
-/// A spec's pids limit, cpuset, memory reservation and swappiness are applied; the pids
-/// limit stops a fork bomb.
+/// A spec's pids limit, cpuset, memory reservation and swappiness (v1; on v2: swap, which
+/// becomes memory.swap.max, and the blkio weight as io.weight) are applied; the pids limit
+/// stops a fork bomb.
 fn pids_limit_stops_a_fork_bomb(c: &Containerd) {
-    if !is_v1() {
-        eprintln!("not a cgroup v1 host: skipped");
-        return;
-    }
     let mut spec = c.config_spec("lims", &["sleep", "60"]);
     spec["linux"]["resources"]["pids"] = json!({ "limit": 12 });
     spec["linux"]["resources"]["cpu"] = json!({ "cpus": "0", "mems": "0" });
+    if is_v2() {
+        // memory+swap 192 MiB over a 128 MiB limit: 64 MiB of swap.
+        spec["linux"]["resources"]["memory"] =
+            json!({ "limit": 134217728, "reservation": 67108864, "swap": 201326592 });
+        spec["linux"]["resources"]["blockIO"] = json!({ "weight": 500 });
+        run_config_detached(c, "lims", &spec);
+        assert_eq!(v2_file(c, "lims", "pids.max"), "12");
+        assert_eq!(v2_file(c, "lims", "cpuset.cpus"), "0");
+        assert_eq!(v2_file(c, "lims", "cpuset.mems"), "0");
+        assert_eq!(v2_file(c, "lims", "memory.max"), "134217728");
+        assert_eq!(v2_file(c, "lims", "memory.low"), "67108864");
+        assert_eq!(v2_file(c, "lims", "memory.swap.max"), "67108864");
+        // BFQ takes the blkio weight as it is; otherwise io.weight gets it converted
+        // (10..1000 → 1..10000), as runc does.
+        let bfq = Path::new("/sys/fs/cgroup")
+            .join(c.ctr_namespace())
+            .join("lims/io.bfq.weight");
+        if bfq.exists() {
+            assert_eq!(v2_file(c, "lims", "io.bfq.weight"), "default 500");
+        } else {
+            assert_eq!(v2_file(c, "lims", "io.weight"), "default 4950");
+        }
+        c.kill_and_remove("lims");
+        c.assert_clean("lims");
+        fork_bomb(c);
+        return;
+    }
     spec["linux"]["resources"]["memory"] =
         json!({ "limit": 134217728, "reservation": 67108864, "swappiness": 20 });
     run_config_detached(c, "lims", &spec);
@@ -107,7 +167,12 @@ fn pids_limit_stops_a_fork_bomb(c: &Containerd) {
     assert_eq!(cgroup_file(c, "memory", "lims", "memory.swappiness"), "20");
     c.kill_and_remove("lims");
     c.assert_clean("lims");
+    fork_bomb(c);
+}
+per_version!(pids_limit_stops_a_fork_bomb);
 
+/// A pids limit of 12 stops a shell's fork loop.
+fn fork_bomb(c: &Containerd) {
     let script = "i=0; while [ $i -lt 60 ]; do sleep 3 & i=$((i+1)); echo forked $i; done";
     let mut spec = c.config_spec("bomb", &["/bin/sh", "-c", script]);
     spec["linux"]["resources"]["pids"] = json!({ "limit": 12 });
@@ -127,14 +192,11 @@ fn pids_limit_stops_a_fork_bomb(c: &Containerd) {
     );
     c.assert_clean("bomb");
 }
-per_version!(pids_limit_stops_a_fork_bomb);
 
 /// Bad limits fail Create with an error naming the field or the file, and leave nothing.
 fn bad_limits_fail_clearly(c: &Containerd) {
-    if !is_v1() {
-        eprintln!("not a cgroup v1 host: skipped");
-        return;
-    }
+    // The same on v1 and v2: the files are named cpuset.cpus in both.
+    let _ = is_v2();
     let mut spec = c.config_spec("negmem", &["/bin/true"]);
     spec["linux"]["resources"]["memory"] = json!({ "limit": -5 });
     let out = c.run_config("negmem", &[], &spec);
@@ -236,7 +298,14 @@ fn pause_and_resume(c: &Containerd) {
     }
     c.ctr_ok(&["tasks", "pause", "pz"]);
     c.wait_task_status("pz", "PAUSED", Duration::from_secs(5));
-    if is_v1() {
+    if is_v2() {
+        assert_eq!(v2_file(c, "pz", "cgroup.freeze"), "1");
+        let events = v2_file(c, "pz", "cgroup.events");
+        assert!(
+            events.lines().any(|l| l == "frozen 1"),
+            "cgroup.events should say frozen 1:\n{events}"
+        );
+    } else {
         assert_eq!(cgroup_file(c, "freezer", "pz", "freezer.state"), "FROZEN");
     }
     let frozen = counter(pid);
@@ -244,6 +313,9 @@ fn pause_and_resume(c: &Containerd) {
     assert_eq!(counter(pid), frozen, "a paused container made progress");
     c.ctr_ok(&["tasks", "resume", "pz"]);
     c.wait_task_status("pz", "RUNNING", Duration::from_secs(5));
+    if is_v2() {
+        assert_eq!(v2_file(c, "pz", "cgroup.freeze"), "0");
+    }
     let start = Instant::now();
     while counter(pid) <= frozen {
         assert!(
@@ -291,11 +363,11 @@ fn metric(m: &std::collections::HashMap<String, String>, k: &str) -> u64 {
 
 /// `ctr task metrics` shows real numbers that move with load.
 fn metrics_move_with_load(c: &Containerd) {
-    if !is_v1() {
-        eprintln!("not a cgroup v1 host: skipped");
+    c.run_detached("met", &["--memory-limit", "268435456"], &["sleep", "60"]);
+    if is_v2() {
+        metrics_move_with_load_v2(c);
         return;
     }
-    c.run_detached("met", &["--memory-limit", "268435456"], &["sleep", "60"]);
     let before = metrics(c, "met");
     assert!(metric(&before, "memory.usage_in_bytes") > 0, "{before:?}");
     assert_eq!(
@@ -305,19 +377,7 @@ fn metrics_move_with_load(c: &Containerd) {
     );
     assert!(metric(&before, "pids.current") >= 1, "{before:?}");
     let cpu_before = metric(&before, "cpuacct.usage");
-    // Load: a busy loop and 40 MiB in a tmpfs file (charged to the container).
-    let out = c.ctr(&[
-        "tasks",
-        "exec",
-        "--exec-id",
-        "load",
-        "met",
-        "/bin/sh",
-        "-c",
-        "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; \
-         dd if=/dev/zero of=/dev/shm/x bs=1M count=40 2>/dev/null; echo done",
-    ]);
-    assert_eq!(out.stdout.trim(), "done", "{out}");
+    load(c, "met");
     let after = metrics(c, "met");
     assert!(
         metric(&after, "cpuacct.usage") > cpu_before + 10_000_000,
@@ -331,6 +391,48 @@ fn metrics_move_with_load(c: &Containerd) {
     c.assert_clean("met");
 }
 per_version!(metrics_move_with_load);
+
+/// A busy loop and 40 MiB in a tmpfs file (charged to the container), exec'd in `id`.
+fn load(c: &Containerd, id: &str) {
+    let out = c.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "load",
+        id,
+        "/bin/sh",
+        "-c",
+        "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; \
+         dd if=/dev/zero of=/dev/shm/x bs=1M count=40 2>/dev/null; echo done",
+    ]);
+    assert_eq!(out.stdout.trim(), "done", "{out}");
+}
+
+/// The v2 half of `metrics_move_with_load`: `ctr task metrics` prints the v2 Metrics'
+/// table (pids.*, cpu.*_usec, memory.usage/usage_limit/swap_*).
+fn metrics_move_with_load_v2(c: &Containerd) {
+    let before = metrics(c, "met");
+    assert!(metric(&before, "memory.usage") > 0, "{before:?}");
+    assert_eq!(
+        metric(&before, "memory.usage_limit"),
+        268435456,
+        "{before:?}"
+    );
+    assert!(metric(&before, "pids.current") >= 1, "{before:?}");
+    let cpu_before = metric(&before, "cpu.usage_usec");
+    load(c, "met");
+    let after = metrics(c, "met");
+    assert!(
+        metric(&after, "cpu.usage_usec") > cpu_before + 10_000,
+        "cpu usage should grow by more than 10 ms: {cpu_before} → {after:?}"
+    );
+    assert!(
+        metric(&after, "memory.usage") >= 40 << 20,
+        "memory usage should include the 40 MiB file: {after:?}"
+    );
+    c.kill_and_remove("met");
+    c.assert_clean("met");
+}
 
 // ---- Task.Update over ttrpc, as containerd sends it ----
 
@@ -482,30 +584,37 @@ fn update_task(c: &Containerd, id: &str, resources: &serde_json::Value) -> (u64,
 /// Update changes the limits of a running container; bad values are refused and change
 /// nothing; an Update of a stopped container fails clearly.
 fn update_running_and_stopped(c: &Containerd) {
-    if !is_v1() {
-        eprintln!("not a cgroup v1 host: skipped");
-        return;
-    }
+    let v2 = is_v2();
+    // The memory limit as its file says it: memory.max (v2) or memory.limit_in_bytes (v1).
+    let mem = |id: &str| {
+        if v2 {
+            v2_file(c, id, "memory.max")
+        } else {
+            cgroup_file(c, "memory", id, "memory.limit_in_bytes")
+        }
+    };
     c.run_detached("upd", &["--memory-limit", "67108864"], &["sleep", "60"]);
+    if v2 {
+        assert_eq!(mem("upd"), "67108864");
+        assert_eq!(v2_file(c, "upd", "cpu.max"), "max 100000");
+    }
     let (code, msg) = update_task(
         c,
         "upd",
         &json!({ "memory": { "limit": 100663296 }, "cpu": { "quota": 20000, "period": 100000 } }),
     );
     assert_eq!((code, msg.as_str()), (0, ""), "Update should succeed");
-    assert_eq!(
-        cgroup_file(c, "memory", "upd", "memory.limit_in_bytes"),
-        "100663296"
-    );
-    assert_eq!(cgroup_file(c, "cpu", "upd", "cpu.cfs_quota_us"), "20000");
+    assert_eq!(mem("upd"), "100663296");
+    if v2 {
+        assert_eq!(v2_file(c, "upd", "cpu.max"), "20000 100000");
+    } else {
+        assert_eq!(cgroup_file(c, "cpu", "upd", "cpu.cfs_quota_us"), "20000");
+    }
     if c.is_mypod() {
         let (code, msg) = update_task(c, "upd", &json!({ "memory": { "limit": -5 } }));
         assert_eq!(code, 3, "INVALID_ARGUMENT expected: {msg}");
         assert!(msg.contains("memory.limit = -5"), "{msg}");
-        assert_eq!(
-            cgroup_file(c, "memory", "upd", "memory.limit_in_bytes"),
-            "100663296"
-        );
+        assert_eq!(mem("upd"), "100663296");
     }
     c.kill_and_remove("upd");
     c.assert_clean("upd");
