@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::{Client, EventsClient};
@@ -47,8 +47,8 @@ impl Publisher {
     }
 
     /// Queues one event under `topic`.
-    pub fn publish(&self, topic: &str, event: &dyn MessageDyn) {
-        let value = match event.write_to_bytes_dyn() {
+    pub fn publish<M: Message>(&self, topic: &str, event: &M) {
+        let value = match event.write_to_bytes() {
             Ok(v) => v,
             Err(e) => {
                 log::error!("encode event {topic}: {e}");
@@ -56,7 +56,7 @@ impl Publisher {
             }
         };
         let mut any = Any::new();
-        any.type_url = event.descriptor_dyn().full_name().to_string();
+        any.type_url = type_url::<M>();
         any.value = value;
         let mut env = Envelope::new();
         env.timestamp = MessageField::some(timestamp(SystemTime::now()));
@@ -79,6 +79,18 @@ impl Publisher {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// The package of every task event (containerd api/events/*.proto).
+const EVENTS_PACKAGE: &str = "containerd.events";
+
+/// The Any type URL of an event: its full protobuf name, as containerd expects it.
+///
+/// Built from the message's name rather than by reflection: protobuf's descriptors are built
+/// on first use, and the events' descriptor pulls in google/protobuf/descriptor.proto
+/// (through types/fieldpath.proto), several hundred KiB of heap kept for the life of the shim.
+fn type_url<M: Message>() -> String {
+    format!("{EVENTS_PACKAGE}.{}", M::NAME)
 }
 
 fn address(a: &str) -> String {
@@ -121,5 +133,31 @@ async fn run(
             delay = (delay * 2).min(Duration::from_secs(2));
         }
         pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_protos::events::task::*;
+    use containerd_shim_protos::protobuf::MessageFull;
+
+    fn same<M: MessageFull>() {
+        assert_eq!(type_url::<M>(), M::descriptor().full_name());
+    }
+
+    #[test]
+    fn type_urls_match_the_descriptors() {
+        same::<TaskCreate>();
+        same::<TaskStart>();
+        same::<TaskDelete>();
+        same::<TaskIO>();
+        same::<TaskExit>();
+        same::<TaskOOM>();
+        same::<TaskExecAdded>();
+        same::<TaskExecStarted>();
+        same::<TaskPaused>();
+        same::<TaskResumed>();
+        same::<TaskCheckpointed>();
     }
 }

@@ -68,10 +68,7 @@ pub fn run(args: &Args) -> Result<String, StartError> {
         None => None,
     };
     // A config.json that cannot be read is reported by Create; group by id meanwhile.
-    let group = match mypod_sandbox::spec::load(&bundle) {
-        Ok(spec) => mypod_sandbox::spec::group_id(&spec, &args.id).to_string(),
-        Err(_) => args.id.clone(),
-    };
+    let group = group_of(&bundle).unwrap_or_else(|| args.id.clone());
     let sock = socket_path(&args.address, &args.namespace, &group);
     let address = format!("unix://{}", sock.display());
     fs::DirBuilder::new()
@@ -105,6 +102,27 @@ pub fn run(args: &Args) -> Result<String, StartError> {
     }
     drop(lock);
     Ok(address)
+}
+
+/// The pod group named in the bundle's config.json: runc's group annotation, else CRI's
+/// sandbox id (as [`mypod_sandbox::spec::group_id`]). Only the annotations are decoded:
+/// the full spec is parsed and validated once, by Create, in the serving shim.
+fn group_of(bundle: &Path) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: Option<std::collections::HashMap<String, String>>,
+    }
+    let data = fs::read(bundle.join("config.json")).ok()?;
+    let mut a = serde_json::from_slice::<Annotated>(&data)
+        .ok()?
+        .annotations?;
+    [
+        mypod_sandbox::spec::RUNC_GROUP,
+        mypod_sandbox::spec::SANDBOX_ID,
+    ]
+    .iter()
+    .find_map(|k| a.remove(*k).filter(|g| !g.is_empty()))
 }
 
 /// Serializes starts by locking the socket directory itself (nothing to clean up; the
@@ -187,6 +205,39 @@ fn spawn_server(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_comes_from_the_annotations_as_in_the_sandbox_crate() {
+        let dir = std::env::temp_dir().join(format!("mypod-start-group-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let cases: [(&str, Option<&str>); 5] = [
+            (
+                r#"{"ociVersion":"1.0.2","annotations":{"io.kubernetes.cri.sandbox-id":"sb"}}"#,
+                Some("sb"),
+            ),
+            (
+                r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"sb","io.containerd.runc.v2.group":"g"},"process":{"args":["x"]}}"#,
+                Some("g"),
+            ),
+            (
+                r#"{"annotations":{"io.containerd.runc.v2.group":""}}"#,
+                None,
+            ),
+            (r#"{"ociVersion":"1.0.2","process":{"args":["x"]}}"#, None),
+            ("not json", None),
+        ];
+        for (json, want) in cases {
+            fs::write(dir.join("config.json"), json).unwrap();
+            assert_eq!(group_of(&dir).as_deref(), want, "{json}");
+            if let Ok(spec) = serde_json::from_str::<oci_spec::runtime::Spec>(json) {
+                assert_eq!(
+                    mypod_sandbox::spec::group_id(&spec, "own-id"),
+                    want.unwrap_or("own-id")
+                );
+            }
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn socket_path_depends_on_all_parts_and_fits_sun_path() {
