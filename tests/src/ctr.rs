@@ -297,6 +297,41 @@ pub fn host_has(p: &str) -> bool {
     Path::new(p).exists()
 }
 
+/// Topics of `ctr events` lines that mention container `id`, in arrival order.
+pub fn topics_for(events: &str, id: &str) -> Vec<String> {
+    let needle = format!("\"{id}\"");
+    events
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
+        .map(str::to_string)
+        .collect()
+}
+
+impl Containerd {
+    /// The socket path of the shim serving container `id`: the bundle's `address` file, or
+    /// (containerd 2.x's runc shim, which writes none) `bootstrap.json`'s address.
+    pub fn shim_socket(&self, id: &str) -> std::path::PathBuf {
+        let bundle = self
+            .state_dir()
+            .join("io.containerd.runtime.v2.task")
+            .join(self.ctr_namespace())
+            .join(id);
+        let a = match fs::read_to_string(bundle.join("address")) {
+            Ok(a) => a,
+            Err(_) => {
+                let f = bundle.join("bootstrap.json");
+                let text = fs::read_to_string(&f)
+                    .unwrap_or_else(|e| panic!("no address file, and {}: {e}", f.display()));
+                let v: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}\n{text}", f.display()));
+                v["address"].as_str().unwrap_or_default().to_string()
+            }
+        };
+        std::path::PathBuf::from(a.trim().trim_start_matches("unix://"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

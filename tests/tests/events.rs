@@ -4,18 +4,8 @@
 use std::time::Duration;
 
 use mypod_tests::command::Spawned;
+use mypod_tests::ctr::topics_for;
 use mypod_tests::{per_version, Containerd};
-
-/// Topics of `ctr events` lines that mention container `id`, in arrival order.
-fn topics_for(events: &str, id: &str) -> Vec<String> {
-    let needle = format!("\"{id}\"");
-    events
-        .lines()
-        .filter(|l| l.contains(&needle))
-        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
-        .map(str::to_string)
-        .collect()
-}
 
 fn lifecycle_events_in_order(c: &Containerd) {
     let events = Spawned::start(c.ctr_command(&["events"]));

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mypod_tests::command::Spawned;
+use mypod_tests::ctr::topics_for;
 use mypod_tests::{per_version, Containerd};
 use serde_json::json;
 
@@ -232,17 +233,6 @@ fn bad_limits_fail_clearly(c: &Containerd) {
     c.assert_clean("nocpu");
 }
 per_version!(bad_limits_fail_clearly);
-
-/// Lines of `ctr events` whose JSON mentions container `id`, with their topics.
-fn topics_for(events: &str, id: &str) -> Vec<String> {
-    let needle = format!("\"{id}\"");
-    events
-        .lines()
-        .filter(|l| l.contains(&needle))
-        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
-        .map(str::to_string)
-        .collect()
-}
 
 /// A memory hog over its limit is OOM-killed (137) and /tasks/oom arrives.
 fn memory_hog_is_oom_killed(c: &Containerd) {
@@ -492,28 +482,6 @@ fn fields(mut b: &[u8]) -> Vec<(u32, Result<u64, Vec<u8>>)> {
     out
 }
 
-/// The address of the shim serving container `id`: the bundle's `address` file, or (a
-/// containerd 2.x runc shim) `bootstrap.json`'s address.
-fn shim_socket(c: &Containerd, id: &str) -> PathBuf {
-    let bundle = c
-        .state_dir()
-        .join("io.containerd.runtime.v2.task")
-        .join(c.ctr_namespace())
-        .join(id);
-    let a = match std::fs::read_to_string(bundle.join("address")) {
-        Ok(a) => a,
-        Err(_) => {
-            let f = bundle.join("bootstrap.json");
-            let text = std::fs::read_to_string(&f)
-                .unwrap_or_else(|e| panic!("no address file, and {}: {e}", f.display()));
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}\n{text}", f.display()));
-            v["address"].as_str().unwrap_or_default().to_string()
-        }
-    };
-    PathBuf::from(a.trim().trim_start_matches("unix://"))
-}
-
 /// One ttrpc unary call; returns (status code, message, payload).
 fn ttrpc_call(sock: &Path, service: &str, method: &str, payload: &[u8]) -> (u64, String, Vec<u8>) {
     let mut req = Vec::new();
@@ -567,7 +535,7 @@ fn update_task(c: &Containerd, id: &str, resources: &serde_json::Value) -> (u64,
     let mut req = Vec::new();
     field(1, id.as_bytes(), &mut req);
     field(2, &any, &mut req);
-    let sock = shim_socket(c, id);
+    let sock = c.shim_socket(id);
     let mut last = (0, String::new());
     for svc in ["containerd.task.v2.Task", "containerd.task.v3.Task"] {
         let (code, msg, _) = ttrpc_call(&sock, svc, "Update", &req);

@@ -11,30 +11,7 @@ use mypod_tests::{per_version, Containerd};
 
 /// Sends ResizePty (id, exec id) to the shim serving container `id`; Ok or (code, message).
 fn resize(c: &Containerd, id: &str, exec_id: &str) -> Result<(), (ttrpc::Code, String)> {
-    let bundle = c
-        .state_dir()
-        .join("io.containerd.runtime.v2.task")
-        .join(c.ctr_namespace())
-        .join(id);
-    // containerd 2.x's runc shim writes bootstrap.json instead of an address file.
-    let address = match std::fs::read_to_string(bundle.join("address")) {
-        Ok(a) => a.trim().to_string(),
-        Err(e) => std::fs::read_to_string(bundle.join("bootstrap.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["address"].as_str().map(str::to_string))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{}: no address file ({e}) or bootstrap.json",
-                    bundle.display()
-                )
-            }),
-    };
-    let address = if address.starts_with("unix://") {
-        address
-    } else {
-        format!("unix://{address}")
-    };
+    let address = format!("unix://{}", c.shim_socket(id).display());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
