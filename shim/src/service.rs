@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
-use containerd_shim_protos::protobuf::{Message, MessageDyn, MessageField};
+use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::shim_async::{create_task, Task};
 use ttrpc::asynchronous::{Service as TtrpcService, TtrpcContext};
@@ -17,6 +17,10 @@ use ttrpc::asynchronous::{Service as TtrpcService, TtrpcContext};
 use crate::error::ServiceError;
 use crate::events::timestamp;
 use crate::pod::PodRef;
+
+/// The type URL of an exec's ProcessDetails (its full protobuf name), written out: building
+/// descriptors by reflection costs heap the shim would keep for its lifetime.
+const PROCESS_DETAILS_TYPE: &str = "containerd.runc.v1.ProcessDetails";
 
 /// Task service over one pod.
 pub struct TaskService {
@@ -77,7 +81,7 @@ impl Task for TaskService {
                 let mut d = ProcessDetails::new();
                 d.exec_id = exec_id;
                 let mut any = Any::new();
-                any.type_url = d.descriptor_dyn().full_name().to_string();
+                any.type_url = PROCESS_DETAILS_TYPE.to_string();
                 any.value = d
                     .write_to_bytes()
                     .map_err(|e| ServiceError::Internal(e.to_string()))?;
@@ -182,4 +186,18 @@ fn parse_resources(
             req.id, any.type_url
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_protos::protobuf::MessageFull;
+
+    #[test]
+    fn process_details_type_url_is_the_full_name() {
+        assert_eq!(
+            PROCESS_DETAILS_TYPE,
+            ProcessDetails::descriptor().full_name()
+        );
+    }
 }
