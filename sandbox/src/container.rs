@@ -12,7 +12,7 @@
 //! The caller must reap children (the helper exits right after reporting the pid), and
 //! should be a child subreaper so the processes are reparented to it.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -32,6 +32,7 @@ use crate::resources::{self, ResourceError};
 use crate::spec::{self, SpecError};
 use crate::stats::{self, Stats};
 use crate::stdio::{Linger, LogContext, Stdio, StdioError, StdioPaths};
+use crate::stuck::Trace;
 use crate::wire::{self, InitMsg, InitRequest, WireError};
 
 /// Errors of the container lifecycle.
@@ -111,8 +112,8 @@ pub struct ExecOpts {
 #[derive(Debug)]
 pub struct Process {
     pid: PidFd,
-    /// The init channel, until the process has exec'd.
-    chan: Option<UnixStream>,
+    /// The init channel (with what diagnoses a stuck start), until the process has exec'd.
+    chan: Option<(UnixStream, Trace, String)>,
     stdio: Stdio,
     /// The pty master, for a process on a terminal.
     console: Option<OwnedFd>,
@@ -128,7 +129,7 @@ impl Process {
     pub fn begin_start(&mut self) -> Result<Starter, ContainerError> {
         self.chan
             .take()
-            .map(|chan| Starter { chan })
+            .map(|(chan, trace, id)| Starter { chan, trace, id })
             .ok_or(ContainerError::NotCreated)
     }
 
@@ -480,7 +481,7 @@ fn launch(
     } else {
         None
     };
-    let mut chan = spawn_init(
+    let (mut chan, mut trace) = spawn_init(
         &launcher.init_exe,
         child_stdio,
         console.as_ref().map(|(_, t)| t.as_raw_fd()),
@@ -489,26 +490,10 @@ fn launch(
     let timeout = Some(launcher.setup_timeout).filter(|d| !d.is_zero());
     chan.set_read_timeout(timeout).map_err(WireError::Io)?;
     wire::send(&mut chan, &req)?;
-    let pid = loop {
-        match wire::recv::<InitMsg>(&mut chan)? {
-            Some(InitMsg::Pid(pid)) => {
-                *pid_out = Some(pid);
-                break pid;
-            }
-            Some(InitMsg::Error(e)) => return Err(ContainerError::Init(e)),
-            Some(_) => continue,
-            None => return Err(ContainerError::InitVanished),
-        }
-    };
+    let pid = await_ready(&mut chan, &mut trace, &req.id, pid_out)?;
+    // The process is blocked waiting for the start byte and is our (reparented) child,
+    // so its pid cannot have been reused.
     let pidfd = PidFd::open(pid)?;
-    loop {
-        match wire::recv::<InitMsg>(&mut chan)? {
-            Some(InitMsg::Ready) => break,
-            Some(InitMsg::Error(e)) => return Err(ContainerError::Init(e)),
-            Some(_) => continue,
-            None => return Err(ContainerError::InitVanished),
-        }
-    }
     let master = match console {
         Some(sock) => {
             sock.set_read_timeout(timeout).map_err(WireError::Io)?;
@@ -519,7 +504,7 @@ fn launch(
     Ok((
         Process {
             pid: pidfd,
-            chan: Some(chan),
+            chan: Some((chan, trace, req.id.clone())),
             stdio,
             console: master,
         },
@@ -527,10 +512,55 @@ fn launch(
     ))
 }
 
+/// Waits for the process's pid and its Ready; returns the pid. The helper reports the
+/// pid after fork while the process, running concurrently, reports Ready: the two may
+/// come in either order (an exec has little to set up, so its Ready often wins when the
+/// helper is descheduled right after fork).
+fn await_ready(
+    chan: &mut impl Read,
+    trace: &mut Trace,
+    id: &str,
+    pid_out: &mut Option<i32>,
+) -> Result<i32, ContainerError> {
+    let (mut pid, mut ready) = (None, false);
+    loop {
+        if let (Some(p), true) = (pid, ready) {
+            return Ok(p);
+        }
+        match recv(chan, trace, id)? {
+            Some(InitMsg::Pid(p)) => {
+                *pid_out = Some(p);
+                trace.process = Some(p);
+                pid = Some(p);
+            }
+            Some(InitMsg::Ready) => ready = true,
+            Some(InitMsg::Error(e)) => return Err(ContainerError::Init(e)),
+            None => return Err(ContainerError::InitVanished),
+        }
+    }
+}
+
+/// Reads the next message of a launch; on a timeout, logs what the helper and the
+/// process are doing and who holds the channel, so a stuck setup can be diagnosed.
+fn recv(chan: &mut impl Read, trace: &Trace, id: &str) -> Result<Option<InitMsg>, WireError> {
+    let r = wire::recv::<InitMsg>(chan);
+    if let Err(WireError::Io(e)) = &r {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            log::warn!("{id}: setup timed out: {}", trace.report());
+        }
+    }
+    r
+}
+
 /// The start step of a created process, detached from it (see [`Process::begin_start`]).
 #[derive(Debug)]
 pub struct Starter {
     chan: UnixStream,
+    trace: Trace,
+    id: String,
 }
 
 impl Starter {
@@ -538,7 +568,7 @@ impl Starter {
     /// or reported why it could not.
     pub fn run(mut self) -> Result<(), ContainerError> {
         self.chan.write_all(&[wire::START]).map_err(WireError::Io)?;
-        match wire::recv::<InitMsg>(&mut self.chan)? {
+        match recv(&mut self.chan, &self.trace, &self.id)? {
             None => Ok(()),
             Some(InitMsg::Error(e)) => Err(ContainerError::Init(e)),
             Some(other) => Err(ContainerError::Init(format!(
@@ -568,7 +598,7 @@ fn spawn_init(
     exe: &Path,
     stdio: [OwnedFd; 3],
     console: Option<i32>,
-) -> Result<UnixStream, ContainerError> {
+) -> Result<(UnixStream, Trace), ContainerError> {
     let (ours, theirs) = UnixStream::pair().map_err(WireError::Io)?;
     let [stdin, stdout, stderr] = stdio;
     let mut cmd = Command::new(exe);
@@ -603,12 +633,56 @@ fn spawn_init(
             Ok(())
         });
     }
-    cmd.spawn().map_err(|source| ContainerError::Spawn {
+    let child = cmd.spawn().map_err(|source| ContainerError::Spawn {
         exe: exe.to_path_buf(),
         source,
     })?;
+    let trace = Trace {
+        helper: child.id() as i32,
+        process: None,
+        chan_ino: Trace::inode_of(&theirs),
+    };
     // Our copies of the helper's ends must close, or we would never see EOF.
     drop(cmd);
     drop(theirs);
-    Ok(ours)
+    Ok((ours, trace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(msgs: &[InitMsg]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for m in msgs {
+            wire::send(&mut buf, m).unwrap();
+        }
+        buf
+    }
+
+    #[test]
+    fn ready_before_pid_is_not_lost() {
+        for order in [
+            [InitMsg::Pid(42), InitMsg::Ready],
+            [InitMsg::Ready, InitMsg::Pid(42)],
+        ] {
+            let buf = frames(&order);
+            let mut pid_out = None;
+            let mut trace = Trace::default();
+            let pid = await_ready(&mut &buf[..], &mut trace, "c", &mut pid_out).unwrap();
+            assert_eq!((pid, pid_out, trace.process), (42, Some(42), Some(42)));
+        }
+    }
+
+    #[test]
+    fn an_error_or_an_early_end_fails_the_launch() {
+        let buf = frames(&[InitMsg::Ready, InitMsg::Error("exec: \"nope\"".into())]);
+        let e = await_ready(&mut &buf[..], &mut Trace::default(), "c", &mut None).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        let buf = frames(&[InitMsg::Pid(7)]);
+        let mut pid_out = None;
+        let e = await_ready(&mut &buf[..], &mut Trace::default(), "c", &mut pid_out).unwrap_err();
+        assert!(matches!(e, ContainerError::InitVanished), "{e}");
+        assert_eq!(pid_out, Some(7), "the pid is kept for cleanup");
+    }
 }

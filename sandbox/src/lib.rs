@@ -17,6 +17,7 @@ pub mod resources;
 pub mod spec;
 pub mod stats;
 pub mod stdio;
+pub mod stuck;
 pub mod sysctl;
 pub mod wire;
 

@@ -61,7 +61,8 @@ pub const MAPPED: u8 = b'm';
 /// Shim → container init: go (exec the process).
 pub const START: u8 = b's';
 
-/// Writes one frame.
+/// Writes one frame, in a single write: the helper and the process it forked share the
+/// channel, and their frames must not interleave.
 pub fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), WireError> {
     let body = serde_json::to_vec(msg)?;
     if body.len() > MAX_FRAME {
