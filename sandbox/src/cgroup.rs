@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use oci_spec::runtime::LinuxDeviceCgroup;
 
+use crate::systemd_path::{self, SystemdPathError};
+
 /// Errors creating, joining or removing a cgroup.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("cgroupsPath {0:?}: systemd cgroup paths (slice:prefix:name) are not supported yet")]
-    Systemd(String),
+    #[error(transparent)]
+    Systemd(#[from] SystemdPathError),
     #[error("cgroupsPath {0:?} escapes the cgroup root")]
     Escapes(String),
     #[error("no cgroup hierarchy is mounted")]
@@ -50,6 +52,8 @@ pub struct Layout {
     /// v1 hierarchies, or the single cgroup2 mount on a unified host.
     pub hierarchies: Vec<Hierarchy>,
     pub v2: bool,
+    /// Whether systemd runs here (systemd-form cgroupsPaths are accepted only then).
+    pub systemd: bool,
 }
 
 impl Layout {
@@ -57,10 +61,13 @@ impl Layout {
     pub fn detect() -> Result<Layout, CgroupError> {
         let path = Path::new("/proc/self/mountinfo");
         let text = fs::read_to_string(path).map_err(io(path))?;
-        Self::parse(&text)
+        let mut layout = Self::parse(&text)?;
+        layout.systemd = systemd_path::systemd_running();
+        Ok(layout)
     }
 
-    /// Parses mountinfo text; v1 hierarchies win over a hybrid host's empty cgroup2.
+    /// Parses mountinfo text; v1 hierarchies win over a hybrid host's empty cgroup2
+    /// (`systemd` is left false).
     pub fn parse(mountinfo: &str) -> Result<Layout, CgroupError> {
         let mut v1 = Vec::new();
         let mut v2 = None;
@@ -97,6 +104,7 @@ impl Layout {
             return Ok(Layout {
                 hierarchies: v1,
                 v2: false,
+                systemd: false,
             });
         }
         match v2 {
@@ -106,6 +114,7 @@ impl Layout {
                     mount,
                 }],
                 v2: true,
+                systemd: false,
             }),
             None => Err(CgroupError::NoHierarchy),
         }
@@ -120,10 +129,14 @@ pub struct Cgroup {
     pub v2: bool,
 }
 
-/// Checks a cgroupsPath and returns it relative to the hierarchy roots.
-pub fn relative_path(cgroups_path: &str) -> Result<PathBuf, CgroupError> {
-    if !cgroups_path.starts_with('/') && cgroups_path.split(':').count() == 3 {
-        return Err(CgroupError::Systemd(cgroups_path.to_string()));
+/// Checks a cgroupsPath and returns it relative to the hierarchy roots. The systemd
+/// `slice:prefix:name` form is expanded where systemd runs and refused elsewhere.
+pub fn relative_path(cgroups_path: &str, systemd: bool) -> Result<PathBuf, CgroupError> {
+    if systemd_path::is_systemd_form(cgroups_path) {
+        if !systemd {
+            return Err(SystemdPathError::NoSystemd(cgroups_path.to_string()).into());
+        }
+        return Ok(systemd_path::expand(cgroups_path)?);
     }
     let mut rel = PathBuf::new();
     for c in Path::new(cgroups_path).components() {
@@ -142,7 +155,7 @@ pub fn relative_path(cgroups_path: &str) -> Result<PathBuf, CgroupError> {
 impl Cgroup {
     /// The cgroup at `cgroups_path` (not created yet).
     pub fn new(layout: &Layout, cgroups_path: &str) -> Result<Cgroup, CgroupError> {
-        let rel = relative_path(cgroups_path)?;
+        let rel = relative_path(cgroups_path, layout.systemd)?;
         Ok(Cgroup {
             dirs: layout
                 .hierarchies
@@ -420,18 +433,23 @@ mod tests {
     #[test]
     fn paths_are_checked() {
         assert_eq!(
-            relative_path("/default/c1").unwrap(),
+            relative_path("/default/c1", false).unwrap(),
             Path::new("default/c1")
         );
+        let e = relative_path("system.slice:cri:abc", false).unwrap_err();
+        assert!(e.to_string().contains("systemd does not run"), "{e}");
+        assert_eq!(
+            relative_path("system.slice:cri:abc", true).unwrap(),
+            Path::new("system.slice/cri-abc.scope")
+        );
         assert!(matches!(
-            relative_path("system.slice:cri:abc"),
-            Err(CgroupError::Systemd(_))
-        ));
-        assert!(matches!(
-            relative_path("/a/../../x"),
+            relative_path("/a/../../x", false),
             Err(CgroupError::Escapes(_))
         ));
-        assert!(matches!(relative_path("/"), Err(CgroupError::Escapes(_))));
+        assert!(matches!(
+            relative_path("/", false),
+            Err(CgroupError::Escapes(_))
+        ));
     }
 
     #[test]

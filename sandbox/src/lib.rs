@@ -19,6 +19,7 @@ pub mod stats;
 pub mod stdio;
 pub mod stuck;
 pub mod sysctl;
+pub mod systemd_path;
 pub mod wire;
 
 pub use container::{Container, CreateOpts, ExecOpts, ExecTarget, Launcher, Process};

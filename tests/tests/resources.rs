@@ -234,6 +234,55 @@ fn bad_limits_fail_clearly(c: &Containerd) {
 }
 per_version!(bad_limits_fail_clearly);
 
+/// A cgroupsPath in systemd's `slice:prefix:name` form (containerd's SystemdCgroup = true).
+/// Where systemd runs, the container lands in the scope systemd's driver gives it, under the
+/// expanded slice; where it does not (this machine and the cgroup2 VM), Create is refused at
+/// once with an error that says so, and nothing is left behind.
+fn systemd_cgroups_path(c: &Containerd) {
+    if !c.is_mypod() {
+        // runc-v2 without SystemdCgroup takes the string as a cgroupfs path: not comparable.
+        return;
+    }
+    let slice = format!("{}.slice", c.ctr_namespace().replace('-', "_"));
+    let path = format!("{slice}:mypod:sdcg");
+    if Path::new("/run/systemd/system").is_dir() {
+        c.run_detached("sdcg", &["--cgroup", &path], &["sleep", "60"]);
+        let pid = c.task("sdcg").expect("task sdcg").pid;
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        c.kill_and_remove("sdcg");
+        let want = format!("/{slice}/mypod-sdcg.scope");
+        assert!(
+            cgroups
+                .lines()
+                .filter(|l| !l.contains("name=") && !l.ends_with(":/"))
+                .count()
+                > 0
+                && cgroups
+                    .lines()
+                    .all(|l| l.ends_with(&want) || l.ends_with(":/") || l.contains("name=")),
+            "every controller's hierarchy should place the container at {want}:\n{cgroups}"
+        );
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(h.path().join(&slice));
+        }
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&slice));
+    } else {
+        let out = c.run("sdcg", &["--cgroup", &path], &["/bin/true"]);
+        out.assert_failure();
+        assert!(
+            out.stderr.contains(&path) && out.stderr.contains("systemd does not run"),
+            "the error should name the path and say systemd does not run here:\n{out}"
+        );
+        let _ = c.ctr(&["containers", "rm", "sdcg"]);
+    }
+    c.assert_clean("sdcg");
+}
+per_version!(systemd_cgroups_path);
+
 /// A memory hog over its limit is OOM-killed (137) and /tasks/oom arrives.
 fn memory_hog_is_oom_killed(c: &Containerd) {
     let events = Spawned::start(c.ctr_command(&["events"]));
