@@ -340,6 +340,15 @@ impl Container {
         }
     }
 
+    /// Whether the container has a pid namespace of its own (a new one, not joined by
+    /// path). Without one, its processes outlive its init unless they are killed, so the
+    /// caller kills them when the init exits (as containerd's runc shim does).
+    pub fn owns_pid_namespace(&self) -> bool {
+        spec::namespaces(&self.spec)
+            .iter()
+            .any(|(t, path)| *t == oci_spec::runtime::LinuxNamespaceType::Pid && path.is_none())
+    }
+
     /// Signals every process in the container.
     pub fn signal_all(&self, sig: i32) -> Result<(), ContainerError> {
         self.cgroup.signal_all(sig)?;

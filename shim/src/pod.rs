@@ -488,6 +488,13 @@ impl Pod {
             } else {
                 continue;
             };
+            if exec_id.is_empty() && !e.container.owns_pid_namespace() {
+                // No pid namespace of its own dies with the init: kill what is left of
+                // the container (its execs and their children) now, as runc-v2 does.
+                if let Err(err) = e.container.signal_all(libc::SIGKILL) {
+                    log::warn!("{id}: kill the processes left after its init exited: {err}");
+                }
+            }
             let Some((process, state)) = e.proc_mut(&exec_id) else {
                 continue;
             };

@@ -198,13 +198,44 @@ fn spawn_server(
         .spawn()
         .map_err(io(format!("start {}", exe.display())))?;
     let _ = fs::write(sock.with_extension("pid"), child.id().to_string());
+    adjust_oom_score(child.id());
     let _ = std::io::stderr().flush();
     Ok(child.id())
+}
+
+/// Gives the serving shim containerd's oom_score_adj + 1 (at most 1000), as containerd's
+/// runc shim does: under memory pressure the kernel picks a shim before containerd, and
+/// the pod's containers (usually scored higher by the kubelet) before their shim.
+/// Failure is logged, not fatal: the shim works with the score it inherited.
+fn adjust_oom_score(pid: u32) {
+    let ppid = std::os::unix::process::parent_id();
+    let parent = fs::read_to_string(format!("/proc/{ppid}/oom_score_adj"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    let Some(parent) = parent else {
+        return;
+    };
+    let score = oom_score_for_shim(parent);
+    if let Err(e) = fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string()) {
+        log::warn!("set the shim's oom_score_adj to {score}: {e}");
+    }
+}
+
+/// containerd's score + 1, capped at the kernel's maximum.
+fn oom_score_for_shim(containerd: i32) -> i32 {
+    (containerd + 1).min(1000)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shim_scores_one_above_containerd() {
+        assert_eq!(oom_score_for_shim(-999), -998);
+        assert_eq!(oom_score_for_shim(0), 1);
+        assert_eq!(oom_score_for_shim(1000), 1000);
+    }
 
     #[test]
     fn group_comes_from_the_annotations_as_in_the_sandbox_crate() {

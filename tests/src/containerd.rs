@@ -279,6 +279,11 @@ impl Containerd {
         &self.ctr_ns
     }
 
+    /// Pid of the containerd daemon (None while it is stopped for a restart).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The runtime type containers are run with (`--runtime`).
     pub fn runtime(&self) -> &str {
         &self.runtime

@@ -100,3 +100,72 @@ fn ungrouped_containers_get_their_own_shims(c: &Containerd) {
     c.assert_clean("y");
 }
 per_version!(ungrouped_containers_get_their_own_shims);
+
+/// A container that joins another's pid namespace (as a pod's containers join the sandbox's)
+/// does not take its processes with it when its init exits: like runc-v2, the shim kills
+/// what is left in its cgroup, so a STOPPED container has no process running.
+fn shared_pid_namespace_leftovers_are_killed(c: &Containerd) {
+    c.run_detached("pidhost", &[GROUP], &["sleep", "1000"]);
+    let host = c.wait_task_status("pidhost", "RUNNING", Duration::from_secs(10));
+    let ns = format!("pid:/proc/{}/ns/pid", host.pid);
+    c.run_detached(
+        "pidguest",
+        &[GROUP, "--with-ns", &ns],
+        &["/bin/sh", "-c", "sleep 1000 & sleep 1000 & sleep 0.3"],
+    );
+    c.wait_task_status("pidguest", "STOPPED", Duration::from_secs(10));
+    let procs = std::path::Path::new("/sys/fs/cgroup/pids")
+        .join(c.ctr_namespace())
+        .join("pidguest/cgroup.procs");
+    let procs = if procs.exists() {
+        procs
+    } else {
+        // cgroup v2
+        std::path::Path::new("/sys/fs/cgroup")
+            .join(c.ctr_namespace())
+            .join("pidguest/cgroup.procs")
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let left = loop {
+        let left = std::fs::read_to_string(&procs)
+            .unwrap_or_else(|e| panic!("read {}: {e}", procs.display()));
+        if left.trim().is_empty() || Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    c.kill_and_remove("pidguest");
+    c.kill_and_remove("pidhost");
+    assert!(
+        left.trim().is_empty(),
+        "the background sleeps outlived the stopped container: {}",
+        left.trim()
+    );
+    c.assert_clean("pidguest");
+    c.assert_clean("pidhost");
+}
+per_version!(shared_pid_namespace_leftovers_are_killed);
+
+/// The shim's oom_score_adj is containerd's + 1, as containerd's runc shim sets it: under
+/// memory pressure the kernel kills a shim before containerd.
+fn shim_oom_score_is_one_above_containerd(c: &Containerd) {
+    c.run_detached("oomscore", &[], &["sleep", "1000"]);
+    let shim = one_shim(c);
+    let read = |pid: u32| -> i32 {
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap_or_else(|e| panic!("read oom_score_adj of {pid}: {e}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let containerd = read(c.pid().expect("containerd runs"));
+    let got = read(shim);
+    c.kill_and_remove("oomscore");
+    assert_eq!(
+        got,
+        (containerd + 1).min(1000),
+        "shim {shim}'s oom_score_adj, with containerd at {containerd}"
+    );
+    c.assert_clean("oomscore");
+}
+per_version!(shim_oom_score_is_one_above_containerd);
