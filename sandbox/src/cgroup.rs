@@ -52,6 +52,9 @@ pub struct Layout {
     /// v1 hierarchies, or the single cgroup2 mount on a unified host.
     pub hierarchies: Vec<Hierarchy>,
     pub v2: bool,
+    /// A hybrid host's controller-less cgroup2 mount (`/sys/fs/cgroup/unified`): containers
+    /// join it too, as runc puts them there, so `0::` in /proc/PID/cgroup names them.
+    pub unified: Option<PathBuf>,
     /// Whether systemd runs here (systemd-form cgroupsPaths are accepted only then).
     pub systemd: bool,
 }
@@ -66,8 +69,8 @@ impl Layout {
         Ok(layout)
     }
 
-    /// Parses mountinfo text; v1 hierarchies win over a hybrid host's empty cgroup2
-    /// (`systemd` is left false).
+    /// Parses mountinfo text; v1 hierarchies win over a hybrid host's empty cgroup2, which
+    /// is kept as `unified` (`systemd` is left false).
     pub fn parse(mountinfo: &str) -> Result<Layout, CgroupError> {
         let mut v1 = Vec::new();
         let mut v2 = None;
@@ -104,6 +107,7 @@ impl Layout {
             return Ok(Layout {
                 hierarchies: v1,
                 v2: false,
+                unified: v2,
                 systemd: false,
             });
         }
@@ -114,6 +118,7 @@ impl Layout {
                     mount,
                 }],
                 v2: true,
+                unified: None,
                 systemd: false,
             }),
             None => Err(CgroupError::NoHierarchy),
@@ -127,6 +132,8 @@ pub struct Cgroup {
     /// (hierarchy name, directory).
     pub dirs: Vec<(String, PathBuf)>,
     pub v2: bool,
+    /// The directory in a hybrid host's cgroup2 tree (membership only: no controllers).
+    pub unified: Option<PathBuf>,
 }
 
 /// Checks a cgroupsPath and returns it relative to the hierarchy roots. The systemd
@@ -163,6 +170,7 @@ impl Cgroup {
                 .map(|h| (h.name.clone(), h.mount.join(&rel)))
                 .collect(),
             v2: layout.v2,
+            unified: layout.unified.as_ref().map(|u| u.join(&rel)),
         })
     }
 
@@ -177,6 +185,9 @@ impl Cgroup {
             } else {
                 fs::create_dir_all(dir).map_err(io(dir))?;
             }
+        }
+        if let Some(dir) = &self.unified {
+            fs::create_dir_all(dir).map_err(io(dir))?;
         }
         Ok(())
     }
@@ -193,11 +204,14 @@ impl Cgroup {
             .map(|(_, d)| d.as_path())
     }
 
-    /// `cgroup.procs` of every hierarchy: writing a pid there moves the process in.
+    /// `cgroup.procs` of every hierarchy (and of a hybrid host's cgroup2 tree): writing a
+    /// pid there moves the process in.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs
             .iter()
-            .map(|(_, d)| d.join("cgroup.procs"))
+            .map(|(_, d)| d)
+            .chain(self.unified.as_ref())
+            .map(|d| d.join("cgroup.procs"))
             .collect()
     }
 
@@ -247,7 +261,12 @@ impl Cgroup {
 
     /// Removes the directories; processes that are still exiting get a moment.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        for (_, dir) in &self.dirs {
+        for dir in self
+            .dirs
+            .iter()
+            .map(|(_, d)| d)
+            .chain(self.unified.as_ref())
+        {
             let mut tries = 0;
             loop {
                 match fs::remove_dir(dir) {
@@ -421,6 +440,18 @@ mod tests {
         assert!(!l.v2);
         let names: Vec<_> = l.hierarchies.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["name=systemd", "cpu,cpuacct", "memory"]);
+        assert_eq!(
+            l.unified.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified"))
+        );
+        let cg = Cgroup::new(&l, "/ns/c1").unwrap();
+        let procs = cg.procs_files();
+        assert_eq!(procs.len(), 4, "{procs:?}");
+        assert_eq!(
+            procs[3],
+            Path::new("/sys/fs/cgroup/unified/ns/c1/cgroup.procs")
+        );
+        assert_eq!(cg.binds().len(), 3, "the unified tree is not shown inside");
     }
 
     #[test]
@@ -428,6 +459,7 @@ mod tests {
         let l = Layout::parse("30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n").unwrap();
         assert!(l.v2);
         assert_eq!(l.hierarchies[0].mount, Path::new("/sys/fs/cgroup"));
+        assert!(l.unified.is_none());
     }
 
     #[test]

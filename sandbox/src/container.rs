@@ -439,6 +439,9 @@ impl ExecTarget {
         }
         let mut spec = self.spec.clone();
         spec.set_process(Some(opts.process));
+        // The exec's process is checked as Create checks the container's: a field mypod
+        // cannot honour (an AppArmor profile, a bad scheduler) is refused, never ignored.
+        spec::validate(&spec)?;
         let ctx = LogContext {
             id: self.id.clone(),
             namespace: opts.launcher.namespace.clone(),

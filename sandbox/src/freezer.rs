@@ -144,6 +144,7 @@ mod tests {
         let cg = Cgroup {
             dirs: vec![(String::new(), dir.clone())],
             v2: true,
+            unified: None,
         };
         set_frozen(&cg, true).unwrap();
         assert_eq!(fs::read_to_string(dir.join("cgroup.freeze")).unwrap(), "1");

@@ -14,6 +14,7 @@ pub mod mount;
 pub mod oom;
 pub mod process;
 pub mod resources;
+pub mod sched;
 pub mod spec;
 pub mod stats;
 pub mod stdio;

@@ -234,6 +234,7 @@ mod tests {
         let cg = Cgroup {
             dirs: vec![(String::new(), dir.clone())],
             v2: true,
+            unified: None,
         };
         let mut w = OomWatcher::new(&cg).unwrap().unwrap();
         assert_eq!(w.check(), OomCheck::Nothing);

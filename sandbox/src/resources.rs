@@ -768,7 +768,14 @@ mod tests {
                 fs::write(d.join(f), "").unwrap();
             }
         }
-        (Fake { root }, Cgroup { dirs, v2 })
+        (
+            Fake { root },
+            Cgroup {
+                dirs,
+                v2,
+                unified: None,
+            },
+        )
     }
 
     fn get(cg: &Cgroup, ctrl: &str, file: &str) -> String {

@@ -31,6 +31,9 @@ pub enum SpecError {
     },
     #[error("config.json: {field} is not supported by mypod yet")]
     Unsupported { field: &'static str },
+    /// A bad scheduler, I/O priority or personality.
+    #[error("config.json: {0}")]
+    Sched(#[from] crate::sched::SchedError),
     #[error("config.json: {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
     /// A bad `linux.seccomp` value; `field` is its path, e.g. `linux.seccomp.syscalls[2].action`.
@@ -46,12 +49,45 @@ pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
         source,
     })?;
     match serde_json::from_slice(&data) {
-        Ok(spec) => Ok(spec),
+        Ok(spec) => {
+            refuse_dropped_fields(&data)?;
+            Ok(spec)
+        }
         Err(source) => match seccomp_parse_fallback(&data) {
             Some(r) => r,
             None => Err(SpecError::Parse { path, source }),
         },
     }
+}
+
+/// Refuses fields the spec parser (oci-spec) does not model and would drop without a
+/// word: idmapped mounts (`mounts[].uidMappings` / `gidMappings`).
+fn refuse_dropped_fields(data: &[u8]) -> Result<(), SpecError> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        mounts: Vec<RawMount>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RawMount {
+        #[serde(default, rename = "uidMappings")]
+        uid: Option<serde_json::Value>,
+        #[serde(default, rename = "gidMappings")]
+        gid: Option<serde_json::Value>,
+    }
+    let Ok(raw) = serde_json::from_slice::<Raw>(data) else {
+        return Ok(());
+    };
+    let set = |v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+    };
+    if raw.mounts.iter().any(|m| set(&m.uid) || set(&m.gid)) {
+        return Err(SpecError::Unsupported {
+            field: "mounts[].uidMappings/gidMappings (idmapped mounts)",
+        });
+    }
+    Ok(())
 }
 
 /// The pod group a container belongs to: CRI's sandbox id, runc's group annotation,
@@ -93,11 +129,11 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
     {
         return unsupported("process.selinuxLabel");
     }
-    if process.scheduler().is_some() {
-        return unsupported("process.scheduler");
+    if let Some(s) = process.scheduler() {
+        crate::sched::validate_scheduler(s)?;
     }
-    if process.io_priority().is_some() {
-        return unsupported("process.ioPriority");
+    if let Some(p) = process.io_priority() {
+        crate::sched::validate_io_priority(p)?;
     }
     if process.exec_cpu_affinity().is_some() {
         return unsupported("process.execCPUAffinity");
@@ -119,8 +155,8 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
         if let Some(sc) = linux.seccomp() {
             validate_seccomp(sc)?;
         }
-        if linux.personality().is_some() {
-            return unsupported("linux.personality");
+        if let Some(p) = linux.personality() {
+            crate::sched::validate_personality(p)?;
         }
         if linux.intel_rdt().is_some() {
             return unsupported("linux.intelRdt");
@@ -379,6 +415,15 @@ mod tests {
     #[test]
     fn minimal_spec_is_valid() {
         validate(&spec(MIN)).unwrap();
+    }
+
+    #[test]
+    fn idmapped_mounts_are_refused_not_dropped() {
+        let ok = br#"{"mounts":[{"destination":"/a","uidMappings":[]}]}"#;
+        refuse_dropped_fields(ok).unwrap();
+        let bad = br#"{"mounts":[{"destination":"/a","type":"bind","source":"/x","uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}]}"#;
+        let e = refuse_dropped_fields(bad).unwrap_err().to_string();
+        assert!(e.contains("uidMappings"), "{e}");
     }
 
     #[test]

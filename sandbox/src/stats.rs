@@ -462,6 +462,7 @@ mod tests {
         let cg = Cgroup {
             dirs: vec![(String::new(), dir.clone())],
             v2: true,
+            unified: None,
         };
         let Stats::V2(s) = read(&cg) else {
             panic!("v2 expected")

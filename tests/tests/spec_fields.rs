@@ -132,3 +132,50 @@ fn new_user_namespace_with_maps(c: &Containerd) {
     c.assert_clean("userns");
 }
 per_version!(new_user_namespace_with_maps);
+
+/// process.scheduler, process.ioPriority and linux.personality reach the process (runc 1.1.5,
+/// Debian's, predates scheduler and ioPriority: mypod only); a bad value fails Create naming
+/// the field. containerd 1.6's spec types (runtime-spec 1.0.2) drop scheduler and ioPriority
+/// from `ctr run --config` before they reach any runtime, so 1.7 and 2.1 only.
+fn scheduler_io_priority_personality(c: &Containerd) {
+    if !c.is_mypod() {
+        return;
+    }
+    let mut spec = c.config_spec(
+        "sched",
+        &[
+            "/bin/sh",
+            "-c",
+            "cut -d' ' -f19,41 /proc/$$/stat; ionice -p $$; cat /proc/$$/personality",
+        ],
+    );
+    spec["process"]["scheduler"] = json!({ "policy": "SCHED_BATCH", "nice": 5 });
+    spec["process"]["ioPriority"] = json!({ "class": "IOPRIO_CLASS_IDLE", "priority": 0 });
+    spec["linux"]["personality"] = json!({ "domain": "LINUX32" });
+    let out = c.run_config("sched", &[], &spec);
+    assert_eq!(out.exit_code(), 0, "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"5 3"),
+        "nice 5, policy 3 (SCHED_BATCH):\n{out}"
+    );
+    assert!(
+        lines.get(1).is_some_and(|l| l.starts_with("idle")),
+        "ionice should report the idle class:\n{out}"
+    );
+    assert_eq!(lines.get(2), Some(&"00000008"), "PER_LINUX32:\n{out}");
+    c.assert_clean("sched");
+
+    let mut spec = c.config_spec("badsched", &["/bin/true"]);
+    spec["process"]["scheduler"] = json!({ "policy": "SCHED_OTHER", "nice": 42 });
+    let out = c.run_config("badsched", &[], &spec);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("process.scheduler.nice") && out.stderr.contains("42"),
+        "the error should name the field and value:\n{out}"
+    );
+    let _ = c.ctr(&["containers", "rm", "badsched"]);
+    c.assert_clean("badsched");
+}
+per_version!(scheduler_io_priority_personality: v1_7, v2_1);

@@ -43,6 +43,27 @@ fn check(p: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Adds HOME when the process's env lacks it, as runc does: the home directory of `uid`
+/// in the container's /etc/passwd, or "/" when it has no entry (or no readable file).
+pub fn add_home(env: &mut Vec<String>, uid: u32) {
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    env.push(format!("HOME={}", home_in(&passwd, uid)));
+}
+
+/// The home directory of `uid` in passwd(5) text, "/" if it is not there or empty.
+fn home_in(passwd: &str, uid: u32) -> &str {
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid))
+        .map(|f| f[5])
+        .filter(|h| !h.is_empty())
+        .unwrap_or("/")
+}
+
 /// Marks every fd above stderr close-on-exec, so the process inherits only stdio.
 pub fn close_other_fds() {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own fds.
@@ -91,5 +112,18 @@ mod tests {
         let e = lookup(&["nope-xyz".into()], &env).unwrap_err().to_string();
         assert!(e.contains("nope-xyz") && e.contains("not found"), "{e}");
         assert!(lookup(&["/tmp".into()], &env).is_err());
+    }
+
+    #[test]
+    fn home_comes_from_passwd_or_is_root_dir() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnohome:x:7:7:::\n";
+        assert_eq!(home_in(passwd, 0), "/root");
+        assert_eq!(home_in(passwd, 1000), "/home/app");
+        assert_eq!(home_in(passwd, 7), "/");
+        assert_eq!(home_in(passwd, 4242), "/");
+        let mut env = vec!["HOME=/x".to_string()];
+        add_home(&mut env, 0);
+        assert_eq!(env, ["HOME=/x"]);
     }
 }

@@ -148,6 +148,22 @@ fn container(
     }
     security::oom_score_adj(process)?;
     security::rlimits(process)?;
+    // Scheduler and I/O priority need the privileges dropped below (CAP_SYS_NICE for a
+    // real-time policy, for example): set before the drop, as runc sets them.
+    let sched = |e: crate::sched::SchedError| InitError::Invalid(e.to_string());
+    if let Some(s) = process.scheduler() {
+        crate::sched::apply_scheduler(s).map_err(sched)?;
+    }
+    if let Some(p) = process.io_priority() {
+        crate::sched::apply_io_priority(p).map_err(sched)?;
+    }
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        crate::sched::apply_personality(p).map_err(sched)?;
+    }
+    // HOME from the container's /etc/passwd when the spec's env lacks it (as runc), read
+    // while still root and before any seccomp filter.
+    let mut env = process.env().clone().unwrap_or_default();
+    exec::add_home(&mut env, process.user().uid());
     // linux.seccomp, placed as runc places it (standard_init_linux.go, setns_init_linux.go).
     // Compiled now, so that a profile libseccomp refuses fails Create. Without
     // noNewPrivileges, loading a filter needs CAP_SYS_ADMIN: it is loaded here, before the
@@ -174,7 +190,6 @@ fn container(
     }
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).ctx(|| format!("chdir to cwd {:?} set in config.json", cwd))?;
-    let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     let exe = exec::lookup(&args, &env)?;
     exec::close_other_fds();
