@@ -18,6 +18,7 @@ pub mod containerd;
 pub mod cri;
 pub mod cri_instance;
 pub mod ctr;
+pub mod diff;
 pub mod image;
 pub mod netns;
 pub mod procfs;

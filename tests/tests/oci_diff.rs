@@ -1,0 +1,405 @@
+//! Differential OCI conformance ("same bundle, same result as runc"): each test is one spec
+//! variant, run once under containerd's runc-v2 shim (Debian's runc) and once under mypod on
+//! the same containerd; the probe's reports (see `mypod_tests::diff`) must agree except for the
+//! documented allow-list.
+//!
+//! With `MYPOD_TEST_RUNTIME=runc` the runtime under test is runc as well: the suite then
+//! compares runc with runc, which checks the probe and its normalisation (no difference at all
+//! is expected) instead of being skipped.
+
+use std::path::Path;
+use std::process::Command;
+
+use mypod_tests::diff::{assert_same, Case, Setup};
+use mypod_tests::Containerd;
+use serde_json::{json, Value};
+
+/// One `#[test]` per containerd version, on an instance with both runc and mypod on
+/// containerd's PATH (`per_version!` builds instances without runc).
+macro_rules! diff_test {
+    ($name:ident) => {
+        diff_test!($name: v1_6, v1_7, v2_1);
+    };
+    ($name:ident: $($v:ident),+) => {
+        mod $name {
+            $(
+                #[test]
+                fn $v() {
+                    let c = mypod_tests::Containerd::builder(stringify!($v))
+                        .with_runc(true)
+                        .start();
+                    super::$name(&c);
+                }
+            )+
+        }
+    };
+}
+
+fn same(c: &Containerd, name: &str, setup: Setup, extra: &str) {
+    assert_same(c, &Case { name, setup, extra });
+}
+
+fn namespaces(spec: &mut Value) -> &mut Vec<Value> {
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("linux.namespaces")
+}
+
+fn caps(names: &[&str]) -> Value {
+    json!(names)
+}
+
+/// The default spec of `ctr run` (image rootfs from the snapshotter).
+fn default_ctr_spec(c: &Containerd) {
+    same(c, "dflt", Setup::flags(&[]), "");
+}
+diff_test!(default_ctr_spec);
+
+/// The default spec with a rootfs directory (`ctr run --config`).
+fn default_config_spec(c: &Containerd) {
+    same(c, "cfg", Setup::config(|_, _| {}), "");
+}
+diff_test!(default_config_spec);
+
+fn read_only_rootfs(c: &Containerd) {
+    same(
+        c,
+        "ro",
+        Setup::flags(&["--read-only"]),
+        "touch /x; echo touch-root=$?; touch /run/x; echo touch-run=$?",
+    );
+}
+diff_test!(read_only_rootfs);
+
+fn user_groups_umask(c: &Containerd) {
+    same(
+        c,
+        "user",
+        Setup::config(|s, _| {
+            s["process"]["user"] = json!({
+                "uid": 1000, "gid": 1000, "additionalGids": [2000, 3000], "umask": 0o027
+            });
+            s["process"]["cwd"] = json!("/tmp");
+        }),
+        "touch /tmp/f; stat -c '%a %u:%g' /tmp/f",
+    );
+}
+diff_test!(user_groups_umask);
+
+/// Bounding set with CAP_SYS_ADMIN added and CAP_NET_RAW, CAP_CHOWN dropped; CAP_KILL also
+/// inheritable and ambient; a smaller effective set than permitted.
+fn capabilities(c: &Containerd) {
+    same(
+        c,
+        "caps",
+        Setup::config(|s, _| {
+            let mut bnd: Vec<Value> = s["process"]["capabilities"]["bounding"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            bnd.retain(|v| v != "CAP_NET_RAW" && v != "CAP_CHOWN");
+            bnd.push(json!("CAP_SYS_ADMIN"));
+            let caps_v = &mut s["process"]["capabilities"];
+            caps_v["bounding"] = json!(bnd);
+            caps_v["permitted"] = json!(bnd);
+            caps_v["effective"] = caps(&["CAP_KILL", "CAP_SYS_ADMIN", "CAP_SETUID"]);
+            caps_v["inheritable"] = caps(&["CAP_KILL"]);
+            caps_v["ambient"] = caps(&["CAP_KILL"]);
+        }),
+        "",
+    );
+}
+diff_test!(capabilities);
+
+/// `ctr run --cap-add / --cap-drop`.
+fn capabilities_by_flags(c: &Containerd) {
+    same(
+        c,
+        "capflags",
+        Setup::flags(&[
+            "--cap-add",
+            "CAP_SYS_ADMIN",
+            "--cap-drop",
+            "CAP_NET_RAW",
+            "--cap-drop",
+            "CAP_MKNOD",
+        ]),
+        "",
+    );
+}
+diff_test!(capabilities_by_flags);
+
+/// noNewPrivileges off, as a non-root user with ambient-free caps.
+fn no_new_privileges_off(c: &Containerd) {
+    same(
+        c,
+        "nnp",
+        Setup::config(|s, _| {
+            s["process"]["noNewPrivileges"] = json!(false);
+            s["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+        }),
+        "",
+    );
+}
+diff_test!(no_new_privileges_off);
+
+/// rlimits lowered (raising a hard limit needs CAP_SYS_RESOURCE, which this VM withholds).
+fn rlimits(c: &Containerd) {
+    same(
+        c,
+        "rlim",
+        Setup::config(|s, _| {
+            s["process"]["rlimits"] = json!([
+                { "type": "RLIMIT_NOFILE", "soft": 512, "hard": 1000 },
+                { "type": "RLIMIT_NPROC", "soft": 300, "hard": 400 },
+                { "type": "RLIMIT_CORE", "soft": 0, "hard": 0 },
+                { "type": "RLIMIT_MSGQUEUE", "soft": 4096, "hard": 8192 },
+                { "type": "RLIMIT_STACK", "soft": 4194304, "hard": 8388608 }
+            ]);
+        }),
+        "ulimit -n; ulimit -u",
+    );
+}
+diff_test!(rlimits);
+
+fn hostname_domainname(c: &Containerd) {
+    same(
+        c,
+        "uts",
+        Setup::config(|s, _| {
+            s["hostname"] = json!("probe-host");
+            s["domainname"] = json!("example.org");
+        }),
+        "",
+    );
+}
+diff_test!(hostname_domainname);
+
+/// Sysctls of namespaces the container owns (net, ipc).
+fn sysctls(c: &Containerd) {
+    same(
+        c,
+        "sysctl",
+        Setup::config(|s, _| {
+            s["linux"]["sysctl"] = json!({
+                "net.ipv4.ip_forward": "1",
+                "net.ipv4.ping_group_range": "0 2147483647",
+                "net.core.somaxconn": "1000",
+                "kernel.msgmax": "16384",
+                "kernel.shmmni": "1000",
+                "fs.mqueue.queues_max": "100"
+            });
+        }),
+        "",
+    );
+}
+diff_test!(sysctls);
+
+/// Extra masked paths (a file, a directory, a missing path) and read-only paths.
+fn masked_and_readonly_paths(c: &Containerd) {
+    same(
+        c,
+        "paths",
+        Setup::config(|s, _| {
+            let m = s["linux"]["maskedPaths"]
+                .as_array_mut()
+                .expect("maskedPaths");
+            m.extend([
+                json!("/proc/cpuinfo"),
+                json!("/home"),
+                json!("/etc/group"),
+                json!("/no/such/path"),
+            ]);
+            let r = s["linux"]["readonlyPaths"]
+                .as_array_mut()
+                .expect("readonlyPaths");
+            r.extend([json!("/tmp"), json!("/etc/passwd"), json!("/no/such/ro")]);
+        }),
+        "",
+    );
+}
+diff_test!(masked_and_readonly_paths);
+
+/// A host directory that is a shared mount (so that rslave / rprivate show), with a file.
+fn shared_source(c: &Containerd) -> String {
+    let dir = c.dir().join("share");
+    std::fs::create_dir_all(dir.join("sub")).expect("mkdir share");
+    std::fs::write(dir.join("file"), "hello\n").expect("write share/file");
+    std::fs::write(dir.join("run.sh"), "#!/bin/sh\necho ran\n").expect("write run.sh");
+    let d = dir.display().to_string();
+    for args in [
+        vec!["--bind", d.as_str(), d.as_str()],
+        vec!["--make-shared", d.as_str()],
+    ] {
+        let st = Command::new("mount").args(&args).status().expect("mount");
+        assert!(st.success(), "mount {args:?}");
+    }
+    d
+}
+
+/// tmpfs and bind mounts with options and propagation.
+fn mounts_with_options(c: &Containerd) {
+    let src = shared_source(c);
+    same(
+        c,
+        "mnt",
+        Setup::config(|s, _| {
+            let m = s["mounts"].as_array_mut().expect("mounts");
+            m.extend([
+                json!({ "destination": "/mnt/tmp", "type": "tmpfs", "source": "tmpfs",
+                        "options": ["nosuid", "noexec", "nodev", "size=1m", "mode=1777"] }),
+                json!({ "destination": "/mnt/ro", "type": "bind", "source": src,
+                        "options": ["rbind", "ro", "nosuid", "noexec", "rprivate"] }),
+                json!({ "destination": "/mnt/slave", "type": "bind", "source": src,
+                        "options": ["rbind", "rslave"] }),
+                json!({ "destination": "/mnt/priv", "type": "bind", "source": src,
+                        "options": ["bind", "private"] }),
+                json!({ "destination": "/mnt/shared", "type": "bind", "source": src,
+                        "options": ["rbind", "rshared", "nodev"] }),
+                json!({ "destination": "/mnt/file", "type": "bind",
+                        "source": format!("{src}/file"), "options": ["bind", "ro"] }),
+            ]);
+        }),
+        "cat /mnt/file; /mnt/ro/run.sh; echo exec-ro=$?; touch /mnt/ro/x; echo touch-ro=$?; \
+         touch /mnt/slave/x; echo touch-slave=$?; rm -f /mnt/slave/x",
+    );
+}
+diff_test!(mounts_with_options);
+
+/// linux.rootfsPropagation with a shared mount below the rootfs.
+fn rootfs_propagation(c: &Containerd) {
+    let src = shared_source(c);
+    same(
+        c,
+        "rprop",
+        Setup::config(|s, _| {
+            s["linux"]["rootfsPropagation"] = json!("rslave");
+            s["mounts"].as_array_mut().expect("mounts").push(
+                json!({ "destination": "/mnt/s", "type": "bind", "source": src,
+                        "options": ["rbind"] }),
+            );
+        }),
+        "",
+    );
+}
+diff_test!(rootfs_propagation);
+
+/// An extra device node, allowed by a device cgroup rule, and another one that the rules deny.
+fn devices(c: &Containerd) {
+    same(
+        c,
+        "dev",
+        Setup::config(|s, _| {
+            s["linux"]["devices"] = json!([
+                { "path": "/dev/probe-random", "type": "c", "major": 1, "minor": 8,
+                  "fileMode": 0o640, "uid": 0, "gid": 0 },
+                { "path": "/dev/probe-kmsg", "type": "c", "major": 1, "minor": 11,
+                  "fileMode": 0o600, "uid": 1000, "gid": 1000 }
+            ]);
+            let rules = s["linux"]["resources"]["devices"]
+                .as_array_mut()
+                .expect("resources.devices");
+            rules.push(json!({ "allow": true, "type": "c", "major": 1, "minor": 8,
+                               "access": "rw" }));
+            // Shows the rules the container got (devices.list) in the probe.
+            s["mounts"].as_array_mut().expect("mounts").push(
+                json!({ "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                        "options": ["ro", "nosuid", "noexec", "nodev"] }),
+            );
+        }),
+        "head -c 4 /dev/probe-random | wc -c; head -c 1 /dev/probe-kmsg >/dev/null; \
+         echo kmsg=$?",
+    );
+}
+diff_test!(devices);
+
+fn oom_score_adj(c: &Containerd) {
+    same(
+        c,
+        "oom",
+        Setup::config(|s, _| {
+            s["process"]["oomScoreAdj"] = json!(500);
+        }),
+        "",
+    );
+}
+diff_test!(oom_score_adj);
+
+/// A seccomp profile: mkdir/mkdirat → EXDEV; personality(PER_LINUX32) → ETXTBSY (an argument
+/// condition), other personalities allowed; chroot → the default errno (EPERM).
+fn seccomp_errno_and_args(c: &Containerd) {
+    same(
+        c,
+        "scmp",
+        Setup::config(|s, _| {
+            s["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                "syscalls": [
+                    { "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18 },
+                    { "names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 26,
+                      "args": [{ "index": 0, "value": 8, "op": "SCMP_CMP_EQ" }] },
+                    { "names": ["chroot"], "action": "SCMP_ACT_ERRNO" }
+                ]
+            });
+        }),
+        "mkdir /tmp/d; echo mkdir=$?; linux32 true; echo linux32=$?; linux64 true; \
+         echo linux64=$?",
+    );
+}
+diff_test!(seccomp_errno_and_args);
+
+/// containerd's default seccomp profile (`ctr run --seccomp`).
+fn seccomp_default_profile(c: &Containerd) {
+    same(
+        c,
+        "scdf",
+        Setup::flags(&["--seccomp"]),
+        "unshare -U true; echo unshare=$?",
+    );
+}
+diff_test!(seccomp_default_profile);
+
+/// Host network (`ctr run --net-host`): the network namespace is the host's.
+fn host_network(c: &Containerd) {
+    same(c, "hnet", Setup::flags(&["--net-host"]), "");
+}
+diff_test!(host_network);
+
+/// A new cgroup namespace.
+fn cgroup_namespace(c: &Containerd) {
+    same(
+        c,
+        "cgns",
+        Setup::config(|s, _| namespaces(s).push(json!({ "type": "cgroup" }))),
+        "",
+    );
+}
+diff_test!(cgroup_namespace);
+
+/// A new user namespace with uid/gid maps (the rootfs shifted to the mapped root).
+fn user_namespace(c: &Containerd) {
+    same(
+        c,
+        "userns",
+        Setup::config(|s, root| {
+            namespaces(s).push(json!({ "type": "user" }));
+            chown_tree(root, "100000:100000");
+            s["linux"]["uidMappings"] =
+                json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+            s["linux"]["gidMappings"] =
+                json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        }),
+        "cat /proc/self/uid_map /proc/self/gid_map; ls -ln /bin/busybox",
+    );
+}
+diff_test!(user_namespace);
+
+fn chown_tree(root: &str, owner: &str) {
+    assert!(Path::new(root).is_dir(), "rootfs {root}");
+    let st = Command::new("chown")
+        .args(["-R", "-h", owner, root])
+        .status()
+        .expect("chown");
+    assert!(st.success(), "chown -R {owner} {root}");
+}
