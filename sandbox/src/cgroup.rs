@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use oci_spec::runtime::LinuxDeviceCgroup;
 
+use crate::devices_bpf::{self, DeviceFilterError};
 use crate::systemd_path::{self, SystemdPathError};
 
 /// Errors creating, joining or removing a cgroup.
@@ -22,6 +23,8 @@ pub enum CgroupError {
     Systemd(#[from] SystemdPathError),
     #[error("cgroupsPath {0:?} escapes the cgroup root")]
     Escapes(String),
+    #[error(transparent)]
+    DeviceFilter(#[from] DeviceFilterError),
     #[error("no cgroup hierarchy is mounted")]
     NoHierarchy,
     #[error("cgroup {path}: {source}")]
@@ -283,9 +286,25 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Applies device rules (v1 devices controller): the spec's rules in order, then
-    /// the defaults every container gets, as runc does.
+    /// Applies device rules (v1 devices controller, or on v2 an eBPF device filter): the
+    /// spec's rules in order, then the defaults every container gets, as runc does.
     pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+        if self.v2 {
+            if rules.is_empty() {
+                return Ok(());
+            }
+            let Some((_, dir)) = self.dirs.first() else {
+                return Ok(());
+            };
+            let mut list = Vec::with_capacity(rules.len() + DEFAULT_ALLOWED.len());
+            for r in rules {
+                list.push(devices_bpf::Rule::parse(r.allow(), &device_rule(r))?);
+            }
+            for rule in DEFAULT_ALLOWED {
+                list.push(devices_bpf::Rule::parse(true, rule)?);
+            }
+            return Ok(devices_bpf::apply(dir, &list)?);
+        }
         let Some((_, dir)) = self
             .dirs
             .iter()

@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod console;
 pub mod container;
+pub mod devices_bpf;
 pub mod freezer;
 pub mod init;
 pub mod mount;

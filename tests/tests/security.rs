@@ -294,3 +294,30 @@ fn readonly_paths(c: &Containerd) {
     c.assert_clean("ro-paths");
 }
 per_version!(readonly_paths);
+
+/// The device rules hold: a container may mknod a block device (CAP_MKNOD, rule `b *:* m`)
+/// but not open it (the spec's deny-all), on cgroup v1 (devices controller) and v2 (mypod's
+/// eBPF device filter). Without the rules the open would reach the device (or fail ENXIO).
+fn device_nodes_outside_the_rules_cannot_be_opened(c: &Containerd) {
+    let out = c.run(
+        "devdeny",
+        &[],
+        &[
+            "/bin/sh",
+            "-c",
+            "mknod /tmp/loop b 7 0 && echo made; head -c1 /tmp/loop >/dev/null; \
+             echo x > /dev/null && echo null-ok",
+        ],
+    );
+    assert_eq!(out.exit_code(), 0, "{out}");
+    assert!(
+        out.stdout.contains("made") && out.stdout.contains("null-ok"),
+        "mknod and /dev/null (allowed by default) should work:\n{out}"
+    );
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "opening the block device must be refused by the device rules:\n{out}"
+    );
+    c.assert_clean("devdeny");
+}
+per_version!(device_nodes_outside_the_rules_cannot_be_opened);
