@@ -1,8 +1,9 @@
 //! Framed messages between the shim and its init helper over a unix stream socket.
 //!
 //! Each frame is a 4-byte little-endian length followed by that many bytes of JSON.
-//! Frames are small and written with one `write_all` from processes that run one
-//! after another, so frames from the helper and the container init never interleave.
+//! The helper (its `Pid`) and the process it forked (`Ready` or `Error`) write
+//! concurrently; each frame is small and goes in one `write_all`, so frames never
+//! interleave, but they may arrive in either order.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
