@@ -25,10 +25,14 @@ pub fn run(args: &Args) -> Result<Vec<u8>, String> {
             let sock = crate::start::socket_path(&args.address, &args.namespace, group);
             // Under start's lock: a start racing us cannot lose a socket it just bound.
             let lock = crate::start::lock(&sock).map_err(|e| e.to_string())?;
-            let alive = std::os::unix::net::UnixStream::connect(&sock).is_ok();
             // A live socket may belong to a newer shim that `start` spawned for the same
             // pod after ours died; the container is that shim's only if it served it.
             let serving = read_pid(&sock.with_extension("pid"));
+            // A shim being killed still has its listening socket open while the kernel
+            // closes its fds (containerd may see the connection drop first and run us):
+            // connect succeeds but nobody will accept. Its task flags say it is exiting.
+            let alive = std::os::unix::net::UnixStream::connect(&sock).is_ok()
+                && serving.is_none_or(|pid| !exiting(pid));
             let owner = read_pid(&bundle.join("shim.pid"));
             if alive && owner.is_some() && owner == serving {
                 log::info!("delete {}: the pod shim is alive and owns it", args.id);
@@ -52,6 +56,43 @@ pub fn run(args: &Args) -> Result<Vec<u8>, String> {
     r.write_to_bytes().map_err(|e| e.to_string())
 }
 
+/// Whether `pid` is gone, a zombie, or exiting (PF_EXITING in /proc/PID/stat's flags).
+fn exiting(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat_says_exiting(&stat),
+        Err(_) => true,
+    }
+}
+
+fn stat_says_exiting(stat: &str) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    // Fields after the command name (which may hold spaces): state is the first, flags the
+    // seventh.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return true;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let state = f.first().copied().unwrap_or("X");
+    let flags = f.get(6).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
+}
+
 fn read_pid(path: &std::path::Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exiting_and_zombie_shims_are_dead() {
+        let live = "42 (containerd-shim) S 1 42 42 0 -1 4194560 10 0 0 0";
+        assert!(!stat_says_exiting(live));
+        let dying = "42 (containerd-shim) S 1 42 42 0 -1 4194564 10 0 0 0";
+        assert!(stat_says_exiting(dying));
+        let zombie = "42 (a b) Z 1 42 42 0 -1 4194560 10 0 0 0";
+        assert!(stat_says_exiting(zombie));
+        assert!(!exiting(std::process::id()));
+    }
 }
