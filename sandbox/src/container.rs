@@ -645,10 +645,13 @@ fn spawn_init(
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|source| ContainerError::Spawn {
-        exe: exe.to_path_buf(),
-        source,
-    })?;
+    let child = {
+        let _forking = crate::forks::spawning();
+        cmd.spawn().map_err(|source| ContainerError::Spawn {
+            exe: exe.to_path_buf(),
+            source,
+        })?
+    };
     let trace = Trace {
         helper: child.id() as i32,
         process: None,

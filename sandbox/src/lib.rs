@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod console;
 pub mod container;
 pub mod devices_bpf;
+mod forks;
 pub mod freezer;
 pub mod init;
 pub mod mount;

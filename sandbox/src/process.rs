@@ -135,10 +135,13 @@ mod tests {
 
     #[test]
     fn pidfd_signals_and_reports_finished() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let mut child = {
+            let _forking = crate::forks::spawning();
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap()
+        };
         let pfd = PidFd::open(child.id() as i32).unwrap();
         pfd.signal(libc::SIGKILL).unwrap();
         child.wait().unwrap();

@@ -194,6 +194,8 @@ impl Stdio {
     /// asynchronously) blocked forever in open(2), waiting for a writer.
     pub fn release(&mut self) -> Option<Linger> {
         let mut keep = Vec::new();
+        // No fork of ours may hold a copy of a read end while we look for readers.
+        let _quiet = crate::forks::quiet();
         for hold in self.holds.drain(..) {
             // Reopen the same FIFO as a writer through our read end (no path lookup), so
             // the buffered output survives our read end going away.
@@ -335,7 +337,10 @@ fn binary_logger(uri: &str, ctx: &LogContext) -> Result<(OwnedFd, OwnedFd), Stdi
             Ok(())
         });
     }
-    cmd.spawn().map_err(|e| bad(format!("start {path}: {e}")))?;
+    {
+        let _forking = crate::forks::spawning();
+        cmd.spawn().map_err(|e| bad(format!("start {path}: {e}")))?;
+    }
     drop(cmd);
     drop(out_r);
     drop(err_r);

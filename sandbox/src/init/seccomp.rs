@@ -690,6 +690,8 @@ mod tests {
     /// returns its exit code. The child only makes raw syscalls (nothing allocates), so
     /// forking from the multi-threaded test harness is fine.
     fn in_child(filter: &Filter, probe: fn() -> i32) -> i32 {
+        // The child holds copies of every descriptor until it exits (see crate::forks).
+        let _forking = crate::forks::spawning();
         // SAFETY: the child only calls prctl, seccomp, raw syscalls and _exit.
         match unsafe { libc::fork() } {
             0 => unsafe {
