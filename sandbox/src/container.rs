@@ -25,6 +25,7 @@ use oci_spec::runtime::{Process as ProcessSpec, Spec};
 use crate::cgroup::{Cgroup, CgroupError, Layout};
 use crate::console::{self, ConsoleError};
 use crate::freezer::{self, FreezerError};
+use crate::hooks::{self, HookError};
 use crate::mount::{self, MountError, MountSpec};
 use crate::oom::{OomError, OomWatcher};
 use crate::process::{PidFd, ProcessError};
@@ -60,6 +61,8 @@ pub enum ContainerError {
     Freezer(#[from] FreezerError),
     #[error(transparent)]
     Oom(#[from] OomError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
     #[error("start init helper {exe}: {source}")]
     Spawn {
         exe: PathBuf,
@@ -129,7 +132,12 @@ impl Process {
     pub fn begin_start(&mut self) -> Result<Starter, ContainerError> {
         self.chan
             .take()
-            .map(|(chan, trace, id)| Starter { chan, trace, id })
+            .map(|(chan, trace, id)| Starter {
+                chan,
+                trace,
+                id,
+                poststart: None,
+            })
             .ok_or(ContainerError::NotCreated)
     }
 
@@ -178,6 +186,8 @@ pub struct Container {
     cgroup: Cgroup,
     /// Set when we mounted the rootfs ourselves (and must unmount it).
     mounted_rootfs: Option<PathBuf>,
+    /// Whether the poststop hooks have run (destroy may be called more than once).
+    poststop_done: bool,
 }
 
 /// Resources taken during create, released if create fails half way.
@@ -296,6 +306,7 @@ impl Container {
         };
         let req = InitRequest {
             id: opts.id.clone(),
+            bundle: opts.bundle.clone(),
             spec,
             rootfs,
             cgroup_procs: cgroup.procs_files(),
@@ -322,12 +333,34 @@ impl Container {
             init: init.0,
             cgroup,
             mounted_rootfs,
+            poststop_done: false,
         })
     }
 
     /// Host pid of the container's init process.
     pub fn pid(&self) -> i32 {
         self.init.pid()
+    }
+
+    /// Takes what starting the init needs (see [`Process::begin_start`]), with the
+    /// poststart hooks, which run once it has exec'd.
+    pub fn begin_start(&mut self) -> Result<Starter, ContainerError> {
+        let mut s = self.init.begin_start()?;
+        if let Some(h) = self.spec.hooks() {
+            if !hooks::Kind::Poststart.of(h).is_empty() {
+                s.poststart = Some(Poststart {
+                    hooks: h.clone(),
+                    state: self.state("running"),
+                    process: self.init.pid.try_clone()?,
+                });
+            }
+        }
+        Ok(s)
+    }
+
+    fn state(&self, status: &'static str) -> hooks::State {
+        let pid = if status == "stopped" { 0 } else { self.pid() };
+        hooks::State::new(&self.spec, &self.id, &self.bundle, status, pid)
     }
 
     /// What an exec needs of this container, detached from it.
@@ -413,6 +446,15 @@ impl Container {
         if let Some(r) = self.mounted_rootfs.take() {
             mount::unmount_all(&r)?;
         }
+        if !self.poststop_done {
+            self.poststop_done = true;
+            // The container is gone whatever a poststop hook says: the runtime spec
+            // asks for a warning and the next hook, not a failed delete.
+            let state = self.state("stopped");
+            for e in hooks::run_each(self.spec.hooks().as_ref(), hooks::Kind::Poststop, &state) {
+                log::warn!("{}: {e}", self.id);
+            }
+        }
         Ok(())
     }
 }
@@ -448,6 +490,7 @@ impl ExecTarget {
         };
         let req = InitRequest {
             id: format!("{}/{}", self.id, opts.exec_id),
+            bundle: PathBuf::new(),
             spec,
             rootfs: PathBuf::from("/"),
             cgroup_procs: self.cgroup.procs_files(),
@@ -502,7 +545,14 @@ fn launch(
     let timeout = Some(launcher.setup_timeout).filter(|d| !d.is_zero());
     chan.set_read_timeout(timeout).map_err(WireError::Io)?;
     wire::send(&mut chan, &req)?;
-    let pid = await_ready(&mut chan, &mut trace, &req.id, pid_out)?;
+    let mut create_hooks = |pid: i32| -> Result<(), ContainerError> {
+        let state = hooks::State::new(&req.spec, &req.id, &req.bundle, "creating", pid);
+        let h = req.spec.hooks().as_ref();
+        hooks::run(h, hooks::Kind::Prestart, &state)?;
+        hooks::run(h, hooks::Kind::CreateRuntime, &state)?;
+        Ok(())
+    };
+    let pid = await_ready(&mut chan, &mut trace, &req.id, pid_out, &mut create_hooks)?;
     // The process is blocked waiting for the start byte and is our (reparented) child,
     // so its pid cannot have been reused.
     let pidfd = PidFd::open(pid)?;
@@ -528,18 +578,28 @@ fn launch(
 /// pid after fork while the process, running concurrently, reports Ready: the two may
 /// come in either order (an exec has little to set up, so its Ready often wins when the
 /// helper is descheduled right after fork).
+///
+/// The process may also ask for the create hooks (`Hooks`), which need its host pid:
+/// they run once both have come, and the process continues on [`wire::HOOKS_DONE`].
 fn await_ready(
-    chan: &mut impl Read,
+    chan: &mut (impl Read + Write),
     trace: &mut Trace,
     id: &str,
     pid_out: &mut Option<i32>,
+    create_hooks: &mut dyn FnMut(i32) -> Result<(), ContainerError>,
 ) -> Result<i32, ContainerError> {
-    let (mut pid, mut ready) = (None, false);
+    let (mut pid, mut ready, mut hooks) = (None, false, false);
     loop {
+        if let (Some(p), true) = (pid, hooks) {
+            hooks = false;
+            create_hooks(p)?;
+            chan.write_all(&[wire::HOOKS_DONE]).map_err(WireError::Io)?;
+        }
         if let (Some(p), true) = (pid, ready) {
             return Ok(p);
         }
         match recv(chan, trace, id)? {
+            Some(InitMsg::Hooks) => hooks = true,
             Some(InitMsg::Pid(p)) => {
                 *pid_out = Some(p);
                 trace.process = Some(p);
@@ -573,6 +633,15 @@ pub struct Starter {
     chan: UnixStream,
     trace: Trace,
     id: String,
+    poststart: Option<Poststart>,
+}
+
+/// The poststart hooks of a container's init and what they need.
+#[derive(Debug)]
+struct Poststart {
+    hooks: oci_spec::runtime::Hooks,
+    state: hooks::State,
+    process: PidFd,
 }
 
 impl Starter {
@@ -581,7 +650,18 @@ impl Starter {
     pub fn run(mut self) -> Result<(), ContainerError> {
         self.chan.write_all(&[wire::START]).map_err(WireError::Io)?;
         match recv(&mut self.chan, &self.trace, &self.id)? {
-            None => Ok(()),
+            None => match self.poststart {
+                None => Ok(()),
+                Some(p) => {
+                    let r = hooks::run(Some(&p.hooks), hooks::Kind::Poststart, &p.state);
+                    if r.is_err() {
+                        // As runc: a failed poststart hook fails Start and ends the
+                        // container.
+                        let _ = p.process.signal(libc::SIGKILL);
+                    }
+                    Ok(r?)
+                }
+            },
             Some(InitMsg::Error(e)) => Err(ContainerError::Init(e)),
             Some(other) => Err(ContainerError::Init(format!(
                 "unexpected message from container init: {other:?}"
@@ -667,12 +747,40 @@ fn spawn_init(
 mod tests {
     use super::*;
 
-    fn frames(msgs: &[InitMsg]) -> Vec<u8> {
+    /// The shim's end of a channel: reads `input`, keeps what is written.
+    struct Chan {
+        input: std::io::Cursor<Vec<u8>>,
+        written: Vec<u8>,
+    }
+
+    impl Read for Chan {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Chan {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.written.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn chan(msgs: &[InitMsg]) -> Chan {
         let mut buf = Vec::new();
         for m in msgs {
             wire::send(&mut buf, m).unwrap();
         }
-        buf
+        Chan {
+            input: std::io::Cursor::new(buf),
+            written: Vec::new(),
+        }
+    }
+
+    fn no_hooks(_: i32) -> Result<(), ContainerError> {
+        panic!("no hooks were asked for")
     }
 
     #[test]
@@ -681,22 +789,57 @@ mod tests {
             [InitMsg::Pid(42), InitMsg::Ready],
             [InitMsg::Ready, InitMsg::Pid(42)],
         ] {
-            let buf = frames(&order);
+            let mut c = chan(&order);
             let mut pid_out = None;
             let mut trace = Trace::default();
-            let pid = await_ready(&mut &buf[..], &mut trace, "c", &mut pid_out).unwrap();
+            let pid = await_ready(&mut c, &mut trace, "c", &mut pid_out, &mut no_hooks).unwrap();
             assert_eq!((pid, pid_out, trace.process), (42, Some(42), Some(42)));
         }
     }
 
     #[test]
+    fn create_hooks_wait_for_the_pid_and_are_answered() {
+        for order in [
+            [InitMsg::Hooks, InitMsg::Pid(42), InitMsg::Ready],
+            [InitMsg::Pid(42), InitMsg::Hooks, InitMsg::Ready],
+        ] {
+            let mut c = chan(&order);
+            let mut ran = Vec::new();
+            let mut hooks = |pid| {
+                ran.push(pid);
+                Ok(())
+            };
+            let pid = await_ready(&mut c, &mut Trace::default(), "c", &mut None, &mut hooks);
+            assert_eq!(pid.unwrap(), 42);
+            assert_eq!(ran, [42], "run once, with the host pid");
+            assert_eq!(c.written, [wire::HOOKS_DONE]);
+        }
+        let mut c = chan(&[InitMsg::Pid(42), InitMsg::Hooks, InitMsg::Ready]);
+        let mut failing = |_| Err(ContainerError::Invalid("hook failed".into()));
+        let e = await_ready(&mut c, &mut Trace::default(), "c", &mut None, &mut failing);
+        assert_eq!(e.unwrap_err().to_string(), "hook failed");
+        assert!(
+            c.written.is_empty(),
+            "a failed hook does not let setup go on"
+        );
+    }
+
+    #[test]
     fn an_error_or_an_early_end_fails_the_launch() {
-        let buf = frames(&[InitMsg::Ready, InitMsg::Error("exec: \"nope\"".into())]);
-        let e = await_ready(&mut &buf[..], &mut Trace::default(), "c", &mut None).unwrap_err();
+        let mut c = chan(&[InitMsg::Ready, InitMsg::Error("exec: \"nope\"".into())]);
+        let e =
+            await_ready(&mut c, &mut Trace::default(), "c", &mut None, &mut no_hooks).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
-        let buf = frames(&[InitMsg::Pid(7)]);
+        let mut c = chan(&[InitMsg::Pid(7)]);
         let mut pid_out = None;
-        let e = await_ready(&mut &buf[..], &mut Trace::default(), "c", &mut pid_out).unwrap_err();
+        let e = await_ready(
+            &mut c,
+            &mut Trace::default(),
+            "c",
+            &mut pid_out,
+            &mut no_hooks,
+        )
+        .unwrap_err();
         assert!(matches!(e, ContainerError::InitVanished), "{e}");
         assert_eq!(pid_out, Some(7), "the pid is kept for cleanup");
     }

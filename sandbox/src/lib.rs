@@ -11,6 +11,7 @@ pub mod container;
 pub mod devices_bpf;
 mod forks;
 pub mod freezer;
+pub mod hooks;
 pub mod init;
 pub mod mount;
 pub mod oom;

@@ -1,6 +1,9 @@
 //! Process handles: pidfds for race-free signalling, exit statuses, and reaping.
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Child, Command};
+use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -62,6 +65,15 @@ impl PidFd {
         Ok(PidFd { pid, fd })
     }
 
+    /// A second handle on the same process.
+    pub fn try_clone(&self) -> Result<PidFd, ProcessError> {
+        let fd = self.fd.try_clone().map_err(|e| ProcessError::Open {
+            pid: self.pid,
+            errno: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)),
+        })?;
+        Ok(PidFd { pid: self.pid, fd })
+    }
+
     /// The process id.
     pub fn pid(&self) -> i32 {
         self.pid
@@ -94,18 +106,104 @@ impl PidFd {
     }
 }
 
-/// Reaps every child that has exited, without blocking: (pid, exit code).
+/// Reaps every child that has exited, without blocking: (pid, exit code). Children
+/// started by [`spawn_watched`] are not returned: their status goes to their [`Watch`].
 pub fn reap_all() -> Vec<(i32, u32)> {
     let mut out = Vec::new();
     loop {
+        // Held across the wait: a Watch that sees its pid unreaped under this lock knows
+        // the pid is still its child's.
+        let mut w = watched();
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => return out,
             Ok(s) => {
-                if let Some(e) = ExitStatus::from_wait(s) {
-                    out.push(e);
+                if let Some((pid, code)) = ExitStatus::from_wait(s) {
+                    match w.get_mut(&pid) {
+                        Some(slot) => *slot = Some(code),
+                        None => out.push((pid, code)),
+                    }
                 }
             }
         }
+    }
+}
+
+/// Exit codes of watched children, by pid (None: not reaped yet).
+type Watched = BTreeMap<i32, Option<u32>>;
+static WATCHED: Mutex<Watched> = Mutex::new(BTreeMap::new());
+
+fn watched() -> MutexGuard<'static, Watched> {
+    // The map stays consistent whatever panicked while it was held: one insert or remove.
+    WATCHED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A child whose exit status its starter collects, even in a process whose SIGCHLD loop
+/// calls [`reap_all`] (the shim): whichever reaps it first, the status reaches the Watch.
+#[derive(Debug)]
+pub struct Watch {
+    pid: i32,
+}
+
+/// Spawns `cmd` as a watched child. The registry's lock is held from before the fork
+/// until the pid is registered, and [`reap_all`] takes it after reaping, so a child
+/// that exits at once is still found.
+pub fn spawn_watched(cmd: &mut Command) -> std::io::Result<(Child, Watch)> {
+    let mut w = watched();
+    let child = {
+        let _forking = crate::forks::spawning();
+        cmd.spawn()?
+    };
+    let pid = child.id() as i32;
+    w.insert(pid, None);
+    Ok((child, Watch { pid }))
+}
+
+impl Watch {
+    /// The exit code (128+signal when killed) once the child has exited.
+    pub fn try_status(&self) -> Option<u32> {
+        let mut w = watched();
+        if let Some(code) = w.get_mut(&self.pid).and_then(|s| *s) {
+            return Some(code);
+        }
+        // Not reaped by reap_all yet: reap it here, under the lock so that the two
+        // never both wait for it.
+        match waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(s) => {
+                let code = ExitStatus::from_wait(s).map(|(_, c)| c);
+                if let (Some(c), Some(slot)) = (code, w.get_mut(&self.pid)) {
+                    *slot = Some(c);
+                }
+                code
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// SIGKILLs the child if it has not been reaped (so its pid cannot be reused).
+    pub fn kill(&self) {
+        let w = watched();
+        if w.get(&self.pid).is_some_and(|s| s.is_none()) {
+            // SAFETY: kill(2) with integer arguments. The pid is our unreaped child:
+            // reap_all records every reaped watched pid under this lock, which we hold.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Blocks until the child has exited; its exit code.
+    pub fn wait(&self) -> Option<u32> {
+        for _ in 0..5000 {
+            if let Some(c) = self.try_status() {
+                return Some(c);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        None
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        watched().remove(&self.pid);
     }
 }
 

@@ -463,11 +463,31 @@ fn memory_v2(dir: &Path, m: &LinuxMemory) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
+    if limit > 0 && m.check_before_update() == Some(true) {
+        check_usage(dir, limit)?;
+    }
     if limit != 0 {
         write(dir, "memory.max", &limit_str(limit, true))?;
     }
     if let Some(r) = m.reservation().filter(|r| *r != 0) {
         write(dir, "memory.low", &limit_str(r, true))?;
+    }
+    Ok(())
+}
+
+/// memory.checkBeforeUpdate (as runc on cgroup v2): refuse a limit at or below what the
+/// cgroup uses now, rather than let the kernel reclaim or OOM-kill down to it. (On v1
+/// the kernel itself refuses, with EBUSY, a limit it cannot reclaim down to.)
+fn check_usage(dir: &Path, limit: i64) -> Result<()> {
+    let usage: i64 = read(dir, "memory.current")?.parse().unwrap_or(0);
+    if usage >= limit {
+        return Err(ResourceError::Invalid {
+            field: "memory.limit",
+            value: limit.to_string(),
+            reason: format!(
+                "at or below the current usage ({usage} bytes) and checkBeforeUpdate is set"
+            ),
+        });
     }
     Ok(())
 }
@@ -974,5 +994,20 @@ mod tests {
         assert_eq!(get(&cg, "", "memory.high"), "max");
         let e = apply(&cg, &res(r#"{"cpu":{"realtimeRuntime":100}}"#)).unwrap_err();
         assert!(e.to_string().contains("cgroup v2"), "{e}");
+    }
+
+    #[test]
+    fn check_before_update_refuses_a_limit_below_usage() {
+        let dir = std::env::temp_dir().join(format!("mypod-cbu-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("memory.current"), "1000000\n").unwrap();
+        let e = check_usage(&dir, 4096).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "linux.resources.memory.limit = 4096: at or below the current usage (1000000 bytes) \
+             and checkBeforeUpdate is set"
+        );
+        assert!(check_usage(&dir, 2_000_000).is_ok());
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -39,6 +39,9 @@ pub enum SpecError {
     /// A bad `linux.seccomp` value; `field` is its path, e.g. `linux.seccomp.syscalls[2].action`.
     #[error("config.json: {field}: {reason}")]
     Seccomp { field: String, reason: String },
+    /// A bad hook; `field` is its path, e.g. `hooks.poststop[0].path`.
+    #[error("config.json: {field}: {reason}")]
+    Hook { field: String, reason: String },
 }
 
 /// Reads and parses `<bundle>/config.json`.
@@ -138,19 +141,7 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
     if process.exec_cpu_affinity().is_some() {
         return unsupported("process.execCPUAffinity");
     }
-    if let Some(hooks) = spec.hooks() {
-        let any = |h: &Option<Vec<_>>| h.as_ref().is_some_and(|v| !v.is_empty());
-        #[allow(deprecated)]
-        if any(hooks.prestart())
-            || any(hooks.create_runtime())
-            || any(hooks.create_container())
-            || any(hooks.start_container())
-            || any(hooks.poststart())
-            || any(hooks.poststop())
-        {
-            return unsupported("hooks");
-        }
-    }
+    crate::hooks::validate(spec).map_err(|(field, reason)| SpecError::Hook { field, reason })?;
     if let Some(linux) = spec.linux() {
         if let Some(sc) = linux.seccomp() {
             validate_seccomp(sc)?;

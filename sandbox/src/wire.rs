@@ -28,8 +28,10 @@ pub enum WireError {
 /// What the shim asks the init helper to build.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InitRequest {
-    /// Container id (for error messages).
+    /// Container id (for error messages and hooks' state).
     pub id: String,
+    /// Absolute bundle path (hooks' state).
+    pub bundle: PathBuf,
     /// The OCI spec, as validated by the shim.
     pub spec: Spec,
     /// Absolute path of the container's root filesystem (already mounted).
@@ -53,12 +55,17 @@ pub enum InitMsg {
     Pid(i32),
     /// Setup finished; the process waits for the start byte.
     Ready,
+    /// Mounts are done: the shim runs the prestart and createRuntime hooks, then
+    /// answers [`HOOKS_DONE`].
+    Hooks,
     /// Setup failed; the text is shown to the user.
     Error(String),
 }
 
 /// Shim → helper: the id maps are written.
 pub const MAPPED: u8 = b'm';
+/// Shim → container init: the runtime's create hooks succeeded.
+pub const HOOKS_DONE: u8 = b'h';
 /// Shim → container init: go (exec the process).
 pub const START: u8 = b's';
 

@@ -283,11 +283,14 @@ impl Pod {
                     "container {id} is not in the created state"
                 )));
             }
-            let s = e.container.init.begin_start()?;
+            let s = e.container.begin_start()?;
             e.init.phase = Phase::Starting;
             (s, e.init.pid)
         };
         let res = tokio::task::spawn_blocking(move || starter.run()).await;
+        if !matches!(res, Ok(Ok(()))) {
+            self.settle_failed_start(id).await;
+        }
         let mut st = self.lock();
         let e = st.containers.get_mut(id).ok_or_else(|| not_found(id, ""))?;
         e.init.phase = Phase::Running;
@@ -310,6 +313,31 @@ impl Pod {
             self.apply_exit(id, "", &mut e.container.init, &mut e.init, exit);
         }
         out
+    }
+
+    /// A start that failed (a startContainer or poststart hook, a failed exec) leaves a
+    /// process that is gone or going: kill it and wait (briefly) until its exit is
+    /// recorded, so that the error reaches containerd with the task already stopped and
+    /// its Delete, which follows at once, succeeds.
+    async fn settle_failed_start(&self, id: &str) {
+        {
+            let st = self.lock();
+            if let Some(e) = st.containers.get(id) {
+                let _ = e.container.init.signal(libc::SIGKILL);
+            }
+        }
+        for _ in 0..200 {
+            let recorded = self
+                .lock()
+                .containers
+                .get(id)
+                .is_none_or(|e| e.init.pending_exit.is_some() || e.init.exit.is_some());
+            if recorded {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        log::warn!("start {id} failed and its process has not exited after 2s");
     }
 
     /// Exec: record the process (it is set up at Start), report TaskExecAdded.

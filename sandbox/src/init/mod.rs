@@ -20,6 +20,7 @@ use std::os::unix::net::UnixStream;
 
 use nix::unistd::{fork, ForkResult};
 
+use crate::hooks;
 use crate::wire::{self, InitMsg, InitRequest, WireError};
 
 /// The fd the shim passes the channel on.
@@ -133,10 +134,14 @@ fn container(
         .ok_or_else(|| InitError::Invalid("config.json: process is missing".into()))?;
     let exec = req.join_pid.is_some();
     if plan.new_mount() && !exec {
-        rootfs::prepare(req)?;
+        rootfs::prepare(req, || create_hooks(chan, req))?;
     }
     if let Some(fd) = req.console_fd {
         terminal::setup(fd, process, !exec)?;
+    }
+    if !exec && !plan.new_mount() {
+        // No mount namespace, so no pivot: the create hooks run here, still privileged.
+        create_hooks(chan, req)?;
     }
     if !exec {
         paths::hostname(spec, plan)?;
@@ -204,7 +209,44 @@ fn container(
     if let (Some(f), true) = (&filter, nnp) {
         f.load()?;
     }
+    if !exec {
+        // As runc: in the container, as its user, under its seccomp filter.
+        let state = hooks::State::new(spec, &req.id, &req.bundle, "created", own_pid());
+        hooks::run(spec.hooks().as_ref(), hooks::Kind::StartContainer, &state)
+            .map_err(|e| InitError::Invalid(e.to_string()))?;
+    }
     Err(exec::exec(&exe, &args, &env))
+}
+
+/// The create hooks: prestart and createRuntime by the shim (asked over the channel,
+/// it knows our host pid), then createContainer here, in the container's namespaces
+/// with the rootfs as working directory, as runc runs them.
+fn create_hooks(chan: &mut UnixStream, req: &InitRequest) -> Result<(), InitError> {
+    use hooks::Kind;
+    let spec = &req.spec;
+    if hooks::has(spec, &[Kind::Prestart, Kind::CreateRuntime]) {
+        wire::send(chan, &InitMsg::Hooks)?;
+        let mut done = [0u8; 1];
+        match chan.read(&mut done) {
+            Ok(1) if done[0] == wire::HOOKS_DONE => {}
+            // A hook failed: the shim reports it and removes us.
+            // SAFETY: _exit ends this process without running anything else.
+            _ => unsafe { libc::_exit(1) },
+        }
+    }
+    if hooks::has(spec, &[Kind::CreateContainer]) {
+        nix::unistd::chdir(&req.rootfs).ctx(|| format!("chdir {}", req.rootfs.display()))?;
+        let state = hooks::State::new(spec, &req.id, &req.bundle, "creating", own_pid());
+        hooks::run(spec.hooks().as_ref(), Kind::CreateContainer, &state)
+            .map_err(|e| InitError::Invalid(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Our pid as the container sees it (1 in a new pid namespace), as runc reports it to
+/// the hooks that run inside.
+fn own_pid() -> i32 {
+    std::process::id() as i32
 }
 
 fn set_cloexec(fd: i32) {

@@ -26,8 +26,12 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
     ("/dev/tty", 5, 0),
 ];
 
-/// Mounts everything and pivots into the rootfs.
-pub fn prepare(req: &InitRequest) -> Result<(), InitError> {
+/// Mounts everything and pivots into the rootfs; `before_pivot` runs once the mounts are
+/// done, while the host's root is still reachable (the create hooks' moment).
+pub fn prepare(
+    req: &InitRequest,
+    before_pivot: impl FnOnce() -> Result<(), InitError>,
+) -> Result<(), InitError> {
     let spec = &req.spec;
     let root = &req.rootfs;
     let prop = spec
@@ -71,6 +75,7 @@ pub fn prepare(req: &InitRequest) -> Result<(), InitError> {
             e => e,
         })?;
     }
+    before_pivot()?;
     pivot(root)?;
     dev_links();
     Ok(())
