@@ -42,6 +42,10 @@ pub struct Options {
     pub data: String,
     /// `bind` or `rbind` was given.
     pub bind: bool,
+    /// Recursive attributes (`rro`, `rnosuid`…) to set and clear with mount_setattr(2),
+    /// as `MOUNT_ATTR_*` bits.
+    pub rec_set: u64,
+    pub rec_clear: u64,
 }
 
 impl Default for Options {
@@ -51,6 +55,8 @@ impl Default for Options {
             propagation: Vec::new(),
             data: String::new(),
             bind: false,
+            rec_set: 0,
+            rec_clear: 0,
         }
     }
 }
@@ -66,6 +72,45 @@ pub fn propagation_flag(opt: &str) -> Option<MsFlags> {
         "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         "unbindable" => MsFlags::MS_UNBINDABLE,
         "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// `MOUNT_ATTR_*` of linux/mount.h.
+pub mod attr {
+    pub const RDONLY: u64 = 0x1;
+    pub const NOSUID: u64 = 0x2;
+    pub const NODEV: u64 = 0x4;
+    pub const NOEXEC: u64 = 0x8;
+    pub const ATIME_MASK: u64 = 0x70;
+    pub const RELATIME: u64 = 0x0;
+    pub const NOATIME: u64 = 0x10;
+    pub const STRICTATIME: u64 = 0x20;
+    pub const NODIRATIME: u64 = 0x80;
+    pub const NOSYMFOLLOW: u64 = 0x0020_0000;
+}
+
+/// A recursive mount option (as runc): (clear instead of set, `MOUNT_ATTR_*` bit).
+pub fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
+    Some(match opt {
+        "rro" => (false, attr::RDONLY),
+        "rrw" => (true, attr::RDONLY),
+        "rnosuid" => (false, attr::NOSUID),
+        "rsuid" => (true, attr::NOSUID),
+        "rnodev" => (false, attr::NODEV),
+        "rdev" => (true, attr::NODEV),
+        "rnoexec" => (false, attr::NOEXEC),
+        "rexec" => (true, attr::NOEXEC),
+        "rnodiratime" => (false, attr::NODIRATIME),
+        "rdiratime" => (true, attr::NODIRATIME),
+        "rrelatime" => (false, attr::RELATIME),
+        "rnorelatime" => (true, attr::RELATIME),
+        "rnoatime" => (false, attr::NOATIME),
+        "ratime" => (true, attr::NOATIME),
+        "rstrictatime" => (false, attr::STRICTATIME),
+        "rnostrictatime" => (true, attr::STRICTATIME),
+        "rnosymfollow" => (false, attr::NOSYMFOLLOW),
+        "rsymfollow" => (true, attr::NOSYMFOLLOW),
         _ => return None,
     })
 }
@@ -110,6 +155,17 @@ pub fn parse_options(opts: &[String]) -> Options {
             other => {
                 if let Some(p) = propagation_flag(other) {
                     o.propagation.push(p);
+                } else if let Some((clear, bit)) = recursive_attr(other) {
+                    if clear {
+                        o.rec_clear |= bit;
+                    } else {
+                        o.rec_set |= bit;
+                        // An access-time mode is set by clearing the whole atime field
+                        // (mount_setattr(2)).
+                        if bit & attr::ATIME_MASK == bit {
+                            o.rec_clear |= attr::ATIME_MASK;
+                        }
+                    }
                 } else {
                     data.push(other);
                 }
@@ -191,5 +247,24 @@ mod tests {
         let o = opts(&["ro", "rw", "rbind"]);
         assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
         assert!(o.bind);
+    }
+
+    #[test]
+    fn recursive_options_become_mount_attrs() {
+        let o = parse_options(&[
+            "rbind".into(),
+            "rro".into(),
+            "rnosuid".into(),
+            "rexec".into(),
+        ]);
+        assert_eq!(o.rec_set, attr::RDONLY | attr::NOSUID);
+        assert_eq!(o.rec_clear, attr::NOEXEC);
+        assert!(
+            o.data.is_empty(),
+            "never passed on as mount data: {:?}",
+            o.data
+        );
+        let o = parse_options(&["rnoatime".into()]);
+        assert_eq!((o.rec_set, o.rec_clear), (attr::NOATIME, attr::ATIME_MASK));
     }
 }
