@@ -261,11 +261,11 @@ fn wants_terminal(p: Option<&ProcessSpec>) -> bool {
 impl Container {
     /// Creates the container; blocks until it is ready to start or has failed.
     pub fn create(opts: CreateOpts, layout: &Layout) -> Result<Container, ContainerError> {
-        let spec = spec::load(&opts.bundle)?;
+        let (spec, idmaps) = spec::load_with_idmaps(&opts.bundle)?;
         spec::validate(&spec)?;
         crate::sysctl::validate(&spec, crate::sysctl::is_own_namespace)?;
         let mut partial = Partial::default();
-        match Self::create_inner(opts, layout, spec, &mut partial) {
+        match Self::create_inner(opts, layout, spec, &idmaps, &mut partial) {
             Ok(c) => Ok(c),
             Err(e) => {
                 partial.undo();
@@ -278,6 +278,7 @@ impl Container {
         opts: CreateOpts,
         layout: &Layout,
         spec: Spec,
+        idmaps: &[crate::idmap::MountIdmap],
         partial: &mut Partial,
     ) -> Result<Container, ContainerError> {
         let rootfs = rootfs_path(&spec, &opts.bundle);
@@ -304,6 +305,18 @@ impl Container {
             id: opts.id.clone(),
             namespace: opts.launcher.namespace.clone(),
         };
+        let trees = if idmaps.is_empty() {
+            Vec::new()
+        } else {
+            let mounts = spec.mounts().clone().unwrap_or_default();
+            let base = rootfs.parent().unwrap_or(Path::new("/")).to_path_buf();
+            let source = |i: usize| {
+                let s = mounts.get(i)?.source().clone()?;
+                Some(if s.is_absolute() { s } else { base.join(s) })
+            };
+            crate::idmap::prepare(idmaps, source, &opts.launcher.init_exe)
+                .map_err(SpecError::from)?
+        };
         let req = InitRequest {
             id: opts.id.clone(),
             bundle: opts.bundle.clone(),
@@ -314,13 +327,14 @@ impl Container {
             cgroup_v2: cgroup.v2,
             join_pid: None,
             console_fd: None,
+            idmapped: Vec::new(),
         };
         let init = launch(
             &opts.launcher,
             req,
             &opts.stdio,
             &ctx,
-            terminal,
+            (terminal, trees),
             &mut partial.pid,
         )?;
         partial.pid = None;
@@ -498,9 +512,17 @@ impl ExecTarget {
             cgroup_v2: self.cgroup.v2,
             join_pid: Some(self.pid),
             console_fd: None,
+            idmapped: Vec::new(),
         };
         let mut pid = None;
-        match launch(&opts.launcher, req, &opts.stdio, &ctx, terminal, &mut pid) {
+        match launch(
+            &opts.launcher,
+            req,
+            &opts.stdio,
+            &ctx,
+            (terminal, Vec::new()),
+            &mut pid,
+        ) {
             Ok((p, _)) => Ok(p),
             Err(e) => {
                 if let Some(pid) = pid {
@@ -520,7 +542,7 @@ fn launch(
     mut req: InitRequest,
     paths: &StdioPaths,
     ctx: &LogContext,
-    terminal: bool,
+    (terminal, trees): (bool, Vec<(usize, OwnedFd)>),
     pid_out: &mut Option<i32>,
 ) -> Result<(Process, Spec), ContainerError> {
     let mut stdio = if terminal {
@@ -536,11 +558,20 @@ fn launch(
     } else {
         None
     };
+    // The detached idmapped mounts go to the helper as fds 5, 6, ...
+    req.idmapped = trees
+        .iter()
+        .enumerate()
+        .map(|(n, (index, _))| (*index, FIRST_TREE_FD + n as i32))
+        .collect();
+    let tree_fds: Vec<i32> = trees.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
     let (mut chan, mut trace) = spawn_init(
         &launcher.init_exe,
         child_stdio,
         console.as_ref().map(|(_, t)| t.as_raw_fd()),
+        &tree_fds,
     )?;
+    drop(trees);
     let console = console.map(|(ours, _theirs)| ours);
     let timeout = Some(launcher.setup_timeout).filter(|d| !d.is_zero());
     chan.set_read_timeout(timeout).map_err(WireError::Io)?;
@@ -684,12 +715,18 @@ pub fn cleanup_dead(bundle: &Path, id: &str, layout: &Layout) -> Result<(), Cont
     Ok(())
 }
 
-/// Starts `<exe> init` with the channel on fd 3, the console socket (if any) on fd 4
-/// and the process's stdio on 0-2.
+/// The helper's fd of the first detached idmapped mount.
+const FIRST_TREE_FD: i32 = 5;
+/// At most this many idmapped mounts per container.
+const MAX_TREES: usize = 32;
+
+/// Starts `<exe> init` with the channel on fd 3, the console socket (if any) on fd 4,
+/// the detached idmapped mounts `trees` on 5, 6, ... and the process's stdio on 0-2.
 fn spawn_init(
     exe: &Path,
     stdio: [OwnedFd; 3],
     console: Option<i32>,
+    trees: &[i32],
 ) -> Result<(UnixStream, Trace), ContainerError> {
     let (ours, theirs) = UnixStream::pair().map_err(WireError::Io)?;
     let [stdin, stdout, stderr] = stdio;
@@ -702,13 +739,23 @@ fn spawn_init(
         .stderr(stderr);
     let chan = theirs.as_raw_fd();
     let console = console.unwrap_or(-1);
+    if trees.len() > MAX_TREES {
+        return Err(ContainerError::Invalid(format!(
+            "{} idmapped mounts: at most {MAX_TREES} are supported",
+            trees.len()
+        )));
+    }
+    let mut tree_fds = [-1i32; MAX_TREES];
+    tree_fds[..trees.len()].copy_from_slice(trees);
+    let n_trees = trees.len();
     // SAFETY: the closure runs between fork and exec and calls only fcntl and dup2,
     // which are async-signal-safe; it allocates nothing and takes no locks. Sources are
-    // first moved above 10 so that placing one cannot overwrite the other.
+    // first moved to 64 and above, beyond every target (3..5+MAX_TREES), so that
+    // placing one cannot overwrite another.
     unsafe {
         cmd.pre_exec(move || {
             let high = |fd: i32| -> std::io::Result<i32> {
-                let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
                 if h < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -716,11 +763,20 @@ fn spawn_init(
             };
             let c = high(chan)?;
             let k = if console >= 0 { high(console)? } else { -1 };
+            let mut t = [-1i32; MAX_TREES];
+            for i in 0..n_trees {
+                t[i] = high(tree_fds[i])?;
+            }
             if libc::dup2(c, 3) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             if k >= 0 && libc::dup2(k, 4) < 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            for (i, fd) in t.iter().take(n_trees).enumerate() {
+                if libc::dup2(*fd, FIRST_TREE_FD + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });

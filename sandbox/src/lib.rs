@@ -12,6 +12,7 @@ pub mod devices_bpf;
 mod forks;
 pub mod freezer;
 pub mod hooks;
+pub mod idmap;
 pub mod init;
 pub mod mount;
 pub mod oom;

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::idmap::MountIdmap;
 use oci_spec::runtime::{
     Arch, LinuxNamespaceType, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg,
     LinuxSeccompFilterFlag, LinuxSyscall, Spec,
@@ -39,6 +40,8 @@ pub enum SpecError {
     /// A bad `linux.seccomp` value; `field` is its path, e.g. `linux.seccomp.syscalls[2].action`.
     #[error("config.json: {field}: {reason}")]
     Seccomp { field: String, reason: String },
+    #[error(transparent)]
+    Idmap(#[from] crate::idmap::IdmapError),
     /// A bad hook; `field` is its path, e.g. `hooks.poststop[0].path`.
     #[error("config.json: {field}: {reason}")]
     Hook { field: String, reason: String },
@@ -46,51 +49,24 @@ pub enum SpecError {
 
 /// Reads and parses `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
+    load_with_idmaps(bundle).map(|(spec, _)| spec)
+}
+
+/// Reads and parses `<bundle>/config.json`, with the idmappings of its mounts, which
+/// the spec parser (oci-spec) does not model.
+pub fn load_with_idmaps(bundle: &Path) -> Result<(Spec, Vec<MountIdmap>), SpecError> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|source| SpecError::Read {
         path: path.clone(),
         source,
     })?;
     match serde_json::from_slice(&data) {
-        Ok(spec) => {
-            refuse_dropped_fields(&data)?;
-            Ok(spec)
-        }
+        Ok(spec) => Ok((spec, crate::idmap::parse(&data)?)),
         Err(source) => match seccomp_parse_fallback(&data) {
-            Some(r) => r,
+            Some(r) => r.map(|spec| (spec, Vec::new())),
             None => Err(SpecError::Parse { path, source }),
         },
     }
-}
-
-/// Refuses fields the spec parser (oci-spec) does not model and would drop without a
-/// word: idmapped mounts (`mounts[].uidMappings` / `gidMappings`).
-fn refuse_dropped_fields(data: &[u8]) -> Result<(), SpecError> {
-    #[derive(serde::Deserialize)]
-    struct Raw {
-        #[serde(default)]
-        mounts: Vec<RawMount>,
-    }
-    #[derive(serde::Deserialize)]
-    struct RawMount {
-        #[serde(default, rename = "uidMappings")]
-        uid: Option<serde_json::Value>,
-        #[serde(default, rename = "gidMappings")]
-        gid: Option<serde_json::Value>,
-    }
-    let Ok(raw) = serde_json::from_slice::<Raw>(data) else {
-        return Ok(());
-    };
-    let set = |v: &Option<serde_json::Value>| {
-        v.as_ref()
-            .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
-    };
-    if raw.mounts.iter().any(|m| set(&m.uid) || set(&m.gid)) {
-        return Err(SpecError::Unsupported {
-            field: "mounts[].uidMappings/gidMappings (idmapped mounts)",
-        });
-    }
-    Ok(())
 }
 
 /// The pod group a container belongs to: CRI's sandbox id, runc's group annotation,
@@ -406,15 +382,6 @@ mod tests {
     #[test]
     fn minimal_spec_is_valid() {
         validate(&spec(MIN)).unwrap();
-    }
-
-    #[test]
-    fn idmapped_mounts_are_refused_not_dropped() {
-        let ok = br#"{"mounts":[{"destination":"/a","uidMappings":[]}]}"#;
-        refuse_dropped_fields(ok).unwrap();
-        let bad = br#"{"mounts":[{"destination":"/a","type":"bind","source":"/x","uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}]}"#;
-        let e = refuse_dropped_fields(bad).unwrap_err().to_string();
-        assert!(e.contains("uidMappings"), "{e}");
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct InitRequest {
     pub join_pid: Option<i32>,
     /// The fd of the console socket when the process wants a terminal.
     pub console_fd: Option<i32>,
+    /// Idmapped mounts made by the shim: (index in the spec's mounts, fd of the
+    /// detached mount in the helper).
+    #[serde(default)]
+    pub idmapped: Vec<(usize, i32)>,
 }
 
 /// What the helper and the container init report back.

@@ -20,6 +20,8 @@ pub struct Args {
     pub socket: String,
     pub debug: bool,
     pub version: bool,
+    /// `-info`: print the RuntimeInfo protobuf (containerd 2.x).
+    pub info: bool,
     /// `start`, `delete`, `init`, `serve`, or empty.
     pub action: String,
 }
@@ -42,6 +44,7 @@ impl Args {
             match name.as_str() {
                 "debug" => a.debug = inline.as_deref() != Some("false"),
                 "v" | "version" => a.version = true,
+                "info" => a.info = true,
                 "namespace" | "address" | "publish-binary" | "id" | "bundle" | "socket" => {
                     let v = match inline {
                         Some(v) => v,

@@ -7,6 +7,7 @@ mod copy;
 mod delete;
 mod error;
 mod events;
+mod info;
 mod logger;
 mod metrics;
 mod pod;
@@ -18,6 +19,9 @@ use std::io::Write;
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("userns") {
+        mypod_sandbox::idmap::hold_main();
+    }
     if argv.first().map(String::as_str) == Some("init") {
         mypod_sandbox::init::main();
     }
@@ -28,6 +32,12 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.info {
+        // containerd passes the runtime options on stdin; the answer does not depend on them.
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        let _ = std::io::stdout().write_all(&info::runtime_info());
+        return;
+    }
     if args.version {
         println!(
             "containerd-shim-mypod-v2 version {}",

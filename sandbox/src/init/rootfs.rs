@@ -57,8 +57,8 @@ pub fn prepare(
     .ctx(|| format!("bind rootfs {}", root.display()))?;
     let rootfd = open_dir(root)?;
     let mounts = spec.mounts().clone().unwrap_or_default();
-    for m in &mounts {
-        mount_one(&rootfd, req, m)?;
+    for (index, m) in mounts.iter().enumerate() {
+        mount_one(&rootfd, req, index, m)?;
     }
     let dev_bound = mounts
         .iter()
@@ -273,7 +273,7 @@ fn set_recursive(root: &OwnedFd, dest: &Path, set: u64, clear: u64) -> Result<()
     Ok(())
 }
 
-fn mount_one(root: &OwnedFd, req: &InitRequest, m: &Mount) -> Result<(), InitError> {
+fn mount_one(root: &OwnedFd, req: &InitRequest, index: usize, m: &Mount) -> Result<(), InitError> {
     let dest = m.destination();
     if !dest.is_absolute() {
         return Err(InitError::Invalid(format!(
@@ -298,14 +298,25 @@ fn mount_one(root: &OwnedFd, req: &InitRequest, m: &Mount) -> Result<(), InitErr
             .ctx(|| format!("mount {} to {}: source", src.display(), dest.display()))?;
         let fd = ensure(root, dest, meta.is_dir())?;
         let rec = o.flags & MsFlags::MS_REC;
-        mount(
-            Some(src.as_path()),
-            fd_path(&fd).as_str(),
-            NONE,
-            MsFlags::MS_BIND | rec,
-            NONE,
-        )
-        .ctx(|| format!("bind mount {} to {}", src.display(), dest.display()))?;
+        if let Some((_, tree)) = req.idmapped.iter().find(|(i, _)| *i == index) {
+            // The shim made the idmapped copy of the source: attach it here.
+            crate::idmap::attach(*tree, fd.as_raw_fd()).ctx(|| {
+                format!(
+                    "attach idmapped mount of {} to {}",
+                    src.display(),
+                    dest.display()
+                )
+            })?;
+        } else {
+            mount(
+                Some(src.as_path()),
+                fd_path(&fd).as_str(),
+                NONE,
+                MsFlags::MS_BIND | rec,
+                NONE,
+            )
+            .ctx(|| format!("bind mount {} to {}", src.display(), dest.display()))?;
+        }
         remount_bind(root, dest, o.flags)?;
     } else {
         let fd = ensure(root, dest, true)?;

@@ -1,0 +1,305 @@
+//! Idmapped bind mounts (`mounts[].uidMappings` / `gidMappings`, options `idmap` and
+//! `ridmap`), made as runc 1.2 makes them: the shim, in the host's user namespace,
+//! clones the source tree (open_tree), attaches a user namespace holding the mount's
+//! mappings (mount_setattr MOUNT_ATTR_IDMAP) and hands the detached mount to the init
+//! helper as a descriptor; the container process attaches it (move_mount) where the
+//! mount goes. The container may have a user namespace of its own or not.
+//!
+//! oci-spec does not model these fields, so they are read from the raw config.json.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use crate::process;
+
+/// Errors making an idmapped mount.
+#[derive(Debug, thiserror::Error)]
+pub enum IdmapError {
+    #[error("config.json: mounts[{index}]: {reason}")]
+    Invalid { index: usize, reason: String },
+    #[error("idmapped mount of {source_path}: {what}: {error}")]
+    Sys {
+        source_path: PathBuf,
+        what: &'static str,
+        error: std::io::Error,
+    },
+}
+
+/// One range of an id mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRange {
+    #[serde(rename = "containerID")]
+    pub container_id: u32,
+    #[serde(rename = "hostID")]
+    pub host_id: u32,
+    pub size: u32,
+}
+
+/// The idmapping of the spec's mount number `index`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountIdmap {
+    pub index: usize,
+    pub uid: Vec<IdRange>,
+    pub gid: Vec<IdRange>,
+    /// `ridmap`, or `rbind` without `idmap`: the submounts are idmapped too.
+    pub recursive: bool,
+}
+
+/// Reads the idmappings of config.json's mounts (empty when none has any).
+pub fn parse(config: &[u8]) -> Result<Vec<MountIdmap>, IdmapError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        mounts: Vec<RawMount>,
+    }
+    #[derive(Deserialize)]
+    struct RawMount {
+        #[serde(default, rename = "type")]
+        typ: Option<String>,
+        #[serde(default)]
+        options: Option<Vec<String>>,
+        #[serde(default, rename = "uidMappings")]
+        uid: Option<Vec<IdRange>>,
+        #[serde(default, rename = "gidMappings")]
+        gid: Option<Vec<IdRange>>,
+    }
+    let raw: Raw = serde_json::from_slice(config).map_err(|e| IdmapError::Invalid {
+        index: 0,
+        reason: format!("uidMappings/gidMappings: {e}"),
+    })?;
+    let mut out = Vec::new();
+    for (index, m) in raw.mounts.into_iter().enumerate() {
+        let uid = m.uid.unwrap_or_default();
+        let gid = m.gid.unwrap_or_default();
+        let opts = m.options.unwrap_or_default();
+        let has = |o: &str| opts.iter().any(|x| x == o);
+        let asked = has("idmap") || has("ridmap");
+        if uid.is_empty() && gid.is_empty() && !asked {
+            continue;
+        }
+        let bad = |reason: &str| IdmapError::Invalid {
+            index,
+            reason: reason.to_string(),
+        };
+        if uid.is_empty() || gid.is_empty() {
+            return Err(bad(
+                "an idmapped mount needs both uidMappings and gidMappings",
+            ));
+        }
+        let bind = m.typ.as_deref() == Some("bind") || has("bind") || has("rbind");
+        if !bind {
+            return Err(bad("only bind mounts can be idmapped"));
+        }
+        if uid.iter().chain(&gid).any(|r| r.size == 0) {
+            return Err(bad("an id mapping of size 0"));
+        }
+        let recursive = has("ridmap") || (has("rbind") && !has("idmap"));
+        out.push(MountIdmap {
+            index,
+            uid,
+            gid,
+            recursive,
+        });
+    }
+    Ok(out)
+}
+
+/// `<exe> userns`: the holder of a new user namespace, whose maps the shim writes;
+/// it exits when its stdin closes. Never returns.
+pub fn hold_main() -> ! {
+    let mut buf = [0u8; 1];
+    // SAFETY: read(2) into a live one-byte buffer; _exit ends the process.
+    unsafe {
+        while libc::read(0, buf.as_mut_ptr().cast(), 1) > 0 {}
+        libc::_exit(0)
+    }
+}
+
+/// Makes the detached idmapped mount of each `maps` entry; `source` gives the host
+/// path of a mount's source. Returns (mount index, mount fd).
+pub fn prepare(
+    maps: &[MountIdmap],
+    source: impl Fn(usize) -> Option<PathBuf>,
+    exe: &Path,
+) -> Result<Vec<(usize, OwnedFd)>, IdmapError> {
+    let mut out = Vec::new();
+    for m in maps {
+        let src = source(m.index).ok_or_else(|| IdmapError::Invalid {
+            index: m.index,
+            reason: "an idmapped mount needs a source".into(),
+        })?;
+        let sys = |what: &'static str| {
+            let src = src.clone();
+            move |error| IdmapError::Sys {
+                source_path: src,
+                what,
+                error,
+            }
+        };
+        let userns =
+            userns_with(&m.uid, &m.gid, exe).map_err(sys("user namespace with the mappings"))?;
+        let tree = open_tree(&src, m.recursive).map_err(sys("open_tree"))?;
+        set_idmap(&tree, &userns, m.recursive).map_err(sys("mount_setattr(MOUNT_ATTR_IDMAP)"))?;
+        out.push((m.index, tree));
+    }
+    Ok(out)
+}
+
+/// A user namespace with these mappings: a holder process unshares it, we write its
+/// maps and keep a descriptor of it, and the holder exits.
+fn userns_with(uid: &[IdRange], gid: &[IdRange], exe: &Path) -> std::io::Result<OwnedFd> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("userns")
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: unshare(2) only, between fork and exec: async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (mut child, watch) = process::spawn_watched(&mut cmd)?;
+    let pid = child.id();
+    let result = (|| {
+        let text = |r: &[IdRange]| {
+            r.iter()
+                .map(|r| format!("{} {} {}\n", r.container_id, r.host_id, r.size))
+                .collect::<String>()
+        };
+        std::fs::write(format!("/proc/{pid}/uid_map"), text(uid))?;
+        std::fs::write(format!("/proc/{pid}/gid_map"), text(gid))?;
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
+        Ok(OwnedFd::from(ns))
+    })();
+    // Closing its stdin ends the holder; the namespace lives on in our descriptor.
+    drop(child.stdin.take());
+    let _ = watch.wait();
+    result
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+fn open_tree(src: &Path, recursive: bool) -> std::io::Result<OwnedFd> {
+    let path = std::ffi::CString::new(src.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: open_tree(2) with a NUL-terminated path; a non-negative result is a new
+    // descriptor owned by nobody else.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: see above.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// struct mount_attr of linux/mount.h.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn set_idmap(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> std::io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: mount_setattr on descriptors we own, an empty path with AT_EMPTY_PATH and
+    // a pointer to a live struct of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Attaches the detached mount `tree` on `target` (an O_PATH descriptor).
+pub fn attach(tree: i32, target: i32) -> std::io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: move_mount(2) with two descriptors and empty NUL-terminated paths.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            target,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mappings_are_read_and_checked() {
+        let m = parse(
+            br#"{"mounts":[{"destination":"/a","type":"bind","source":"/s","options":["rbind"]},
+                {"destination":"/b","type":"bind","source":"/s","options":["rbind","idmap"],
+                 "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
+                 "gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].index, m[0].recursive), (1, false));
+        assert_eq!(m[0].uid[0].host_id, 1000);
+        let e = parse(
+            br#"{"mounts":[{"destination":"/b","type":"tmpfs","options":["idmap"],
+                 "uidMappings":[{"containerID":0,"hostID":1,"size":1}],
+                 "gidMappings":[{"containerID":0,"hostID":1,"size":1}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config.json: mounts[0]: only bind mounts can be idmapped"
+        );
+        let e = parse(
+            br#"{"mounts":[{"destination":"/b","type":"bind","source":"/s",
+                 "uidMappings":[{"containerID":0,"hostID":1,"size":1}]}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("both uidMappings and gidMappings"),
+            "{e}"
+        );
+    }
+}
