@@ -219,6 +219,43 @@ fn idmapped_bind_mount(c: &Containerd) {
     assert_eq!((meta.uid(), meta.gid()), (1000, 1000), "owner on the host");
     c.assert_clean("idm");
 
+    // With a user namespace (container root = host 100000): the mount maps the on-disk
+    // 1000 to 100000, so the container's root owns the file and writes as 1000 on disk.
+    let mut spec = c.config_spec(
+        "idm-userns",
+        &[
+            "/bin/sh",
+            "-c",
+            "stat -c 'f=%u:%g' /mnt/idm/f; touch /mnt/idm/userns-new; echo touch=$?",
+        ],
+    );
+    let root = spec["root"]["path"].as_str().expect("root").to_string();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "-h", "100000:100000", &root])
+        .status()
+        .expect("chown");
+    assert!(chown.success(), "chown the rootfs");
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .push(json!({ "type": "user" }));
+    let userns = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    spec["linux"]["uidMappings"] = userns.clone();
+    spec["linux"]["gidMappings"] = userns;
+    let to_root = json!([{ "containerID": 1000, "hostID": 100000, "size": 1 }]);
+    spec["mounts"].as_array_mut().expect("mounts").push(json!({
+        "destination": "/mnt/idm", "type": "bind", "source": dir,
+        "options": ["rbind", "idmap"], "uidMappings": to_root, "gidMappings": to_root,
+    }));
+    let out = c.run_config("idm-userns", &[], &spec);
+    out.assert_success();
+    for want in ["f=0:0", "touch=0"] {
+        assert!(out.stdout.lines().any(|l| l == want), "{want}:\n{out}");
+    }
+    let meta = std::fs::metadata(dir.join("userns-new")).expect("the container's file");
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1000), "owner on the host");
+    c.assert_clean("idm-userns");
+
     let mut spec = c.config_spec("idm-bad", &["/bin/true"]);
     spec["mounts"].as_array_mut().expect("mounts").push(json!({
         "destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs",
