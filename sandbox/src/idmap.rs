@@ -188,7 +188,6 @@ fn userns_with(uid: &[IdRange], gid: &[IdRange], exe: &Path) -> std::io::Result<
 }
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 fn open_tree(src: &Path, recursive: bool) -> std::io::Result<OwnedFd> {
     let path = std::ffi::CString::new(src.as_os_str().as_encoded_bytes())
@@ -207,42 +206,15 @@ fn open_tree(src: &Path, recursive: bool) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// struct mount_attr of linux/mount.h.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 fn set_idmap(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> std::io::Result<()> {
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: mount_setattr on descriptors we own, an empty path with AT_EMPTY_PATH and
-    // a pointer to a live struct of the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    use crate::mount::{attr, mount_setattr};
+    mount_setattr(
+        tree.as_raw_fd(),
+        recursive,
+        attr::IDMAP,
+        0,
+        Some(userns.as_raw_fd()),
+    )
 }
 
 /// Attaches the detached mount `tree` on `target` (an O_PATH descriptor).

@@ -78,6 +78,7 @@ pub fn propagation_flag(opt: &str) -> Option<MsFlags> {
 
 /// `MOUNT_ATTR_*` of linux/mount.h.
 pub mod attr {
+    pub const IDMAP: u64 = 0x0010_0000;
     pub const RDONLY: u64 = 0x1;
     pub const NOSUID: u64 = 0x2;
     pub const NODEV: u64 = 0x4;
@@ -88,6 +89,51 @@ pub mod attr {
     pub const STRICTATIME: u64 = 0x20;
     pub const NODIRATIME: u64 = 0x80;
     pub const NOSYMFOLLOW: u64 = 0x0020_0000;
+}
+
+/// mount_setattr(2) on the mount `fd` refers to (and every mount below it when
+/// `recursive`): set and clear `MOUNT_ATTR_*` bits; `userns` goes with `MOUNT_ATTR_IDMAP`.
+pub fn mount_setattr(
+    fd: i32,
+    recursive: bool,
+    set: u64,
+    clear: u64,
+    userns: Option<i32>,
+) -> std::io::Result<()> {
+    /// struct mount_attr of linux/mount.h.
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |u| u as u64),
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: mount_setattr on a descriptor the caller owns, an empty NUL-terminated path
+    // with AT_EMPTY_PATH, and a pointer to a live struct of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A recursive mount option (as runc): (clear instead of set, `MOUNT_ATTR_*` bit).

@@ -231,46 +231,18 @@ fn remount_bind(root: &OwnedFd, dest: &Path, flags: MsFlags) -> Result<(), InitE
 /// Applies recursive mount options (`rro`…) to the mount at `dest` and every mount below
 /// it, with mount_setattr(2) (Linux 5.12), as runc does.
 fn set_recursive(root: &OwnedFd, dest: &Path, set: u64, clear: u64) -> Result<(), InitError> {
-    /// struct mount_attr of linux/mount.h.
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
     let fd = open_in(root, dest, OFlag::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr on an fd we own, an empty NUL-terminated path with
-    // AT_EMPTY_PATH, and a pointer to a live struct of the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        let errno = nix::Error::last();
-        let hint = if errno == nix::Error::ENOSYS {
+    crate::mount::mount_setattr(fd.as_raw_fd(), true, set, clear, None).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::ENOSYS) {
             " (recursive mount options need Linux 5.12)"
         } else {
             ""
         };
-        return Err(InitError::Sys {
+        InitError::Io {
             what: format!("recursive mount options (rro…) on {}{hint}", dest.display()),
-            errno,
-        });
-    }
-    Ok(())
+            source: e,
+        }
+    })
 }
 
 fn mount_one(root: &OwnedFd, req: &InitRequest, index: usize, m: &Mount) -> Result<(), InitError> {
