@@ -493,11 +493,12 @@ impl ExecTarget {
                 opts.exec_id
             )));
         }
-        let mut spec = self.spec.clone();
-        spec.set_process(Some(opts.process));
         // The exec's process is checked as Create checks the container's: a field mypod
         // cannot honour (an AppArmor profile, a bad scheduler) is refused, never ignored.
-        spec::validate(&spec)?;
+        // The rest of the spec was checked at Create.
+        spec::validate_process(&opts.process)?;
+        let mut spec = self.spec.clone();
+        spec.set_process(Some(opts.process));
         let ctx = LogContext {
             id: self.id.clone(),
             namespace: opts.launcher.namespace.clone(),

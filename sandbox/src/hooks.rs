@@ -12,15 +12,16 @@
 //!
 //! A hook gets exactly its `env` (nothing inherited), its `args` as argv (argv[0]
 //! included) and the state JSON on stdin; it fails on a non-zero exit, a signal, or
-//! when it outlives its `timeout`. Its output is kept (in memory files, so a chatty
-//! hook never blocks on a full pipe) and shown in the error.
+//! when it outlives its `timeout`. Its stdin and output are memory files, so neither a
+//! hook that never reads its state nor a chatty one can block us past its timeout; the
+//! output is shown in the error.
 
 use std::ffi::CString;
 use std::io::{Read, Seek, Write};
 use std::os::fd::FromRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::{Hook, Hooks, Spec};
@@ -228,6 +229,13 @@ fn run_one(
         }
     };
     let out = memfd("hook-output").map_err(io("create output file"))?;
+    // The state goes in a file too: a hook that never reads its stdin can then never
+    // block us on a full pipe, past its timeout.
+    let mut input = memfd("hook-state").map_err(io("create state file"))?;
+    input
+        .write_all(json)
+        .and_then(|()| input.rewind())
+        .map_err(io("write state file"))?;
     let mut cmd = Command::new(&path);
     let args = hook.args().clone().unwrap_or_default();
     if let Some((argv0, rest)) = args.split_first() {
@@ -240,19 +248,14 @@ fn run_one(
                 .flatten()
                 .filter_map(|e| e.split_once('=')),
         )
-        .stdin(Stdio::piped())
+        .stdin(input)
         .stdout(out.try_clone().map_err(io("duplicate output file"))?)
         .stderr(out.try_clone().map_err(io("duplicate output file"))?);
     if kind.in_runtime() {
         // As runc, which runs them from the bundle directory.
         cmd.current_dir(&state.bundle);
     }
-    let (mut child, watch) = process::spawn_watched(&mut cmd).map_err(io("start"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its state gets EPIPE here: not an error (runc ignores
-        // it too); the exit status decides.
-        let _ = stdin.write_all(json);
-    }
+    let (_child, watch) = process::spawn_watched(&mut cmd).map_err(io("start"))?;
     let deadline = hook
         .timeout()
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
@@ -414,5 +417,17 @@ mod tests {
             )
         );
         assert!(validate(&spec(r#"{"prestart":[{"path":"/x","env":["A=1"]}]}"#)).is_ok());
+    }
+
+    #[test]
+    fn a_hook_that_never_reads_a_large_state_still_times_out() {
+        let s = spec(r#"{"prestart":[{"path":"/bin/sleep","args":["sleep","30"],"timeout":1}]}"#);
+        let mut st = state(&s);
+        // Far more than a pipe holds: a pipe write would block until the hook read it.
+        st.annotations.insert("big".into(), "x".repeat(1 << 20));
+        let t = Instant::now();
+        let e = run(s.hooks().as_ref(), Kind::Prestart, &st).unwrap_err();
+        assert!(matches!(e, HookError::Timeout { .. }), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 }

@@ -80,14 +80,10 @@ pub fn group_id<'a>(spec: &'a Spec, id: &'a str) -> &'a str {
         .unwrap_or(id)
 }
 
-/// Checks a spec for fields mypod would otherwise ignore. Security-relevant fields are
-/// never ignored silently: they are refused here, naming the field.
-pub fn validate(spec: &Spec) -> Result<(), SpecError> {
+/// The checks of a process alone: an exec's process (the rest of the spec was checked
+/// when the container was created), and the container's own as part of [`validate`].
+pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<(), SpecError> {
     let unsupported = |field| Err(SpecError::Unsupported { field });
-    let process = spec.process().as_ref().ok_or(SpecError::Invalid {
-        field: "process",
-        reason: "missing".into(),
-    })?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(SpecError::Invalid {
             field: "process.args",
@@ -117,6 +113,18 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
     if process.exec_cpu_affinity().is_some() {
         return unsupported("process.execCPUAffinity");
     }
+    Ok(())
+}
+
+/// Checks a spec for fields mypod would otherwise ignore. Security-relevant fields are
+/// never ignored silently: they are refused here, naming the field.
+pub fn validate(spec: &Spec) -> Result<(), SpecError> {
+    let unsupported = |field| Err(SpecError::Unsupported { field });
+    let process = spec.process().as_ref().ok_or(SpecError::Invalid {
+        field: "process",
+        reason: "missing".into(),
+    })?;
+    validate_process(process)?;
     crate::hooks::validate(spec).map_err(|(field, reason)| SpecError::Hook { field, reason })?;
     if let Some(linux) = spec.linux() {
         if let Some(sc) = linux.seccomp() {
@@ -543,5 +551,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("uidMappings"));
+    }
+
+    #[test]
+    fn an_exec_process_is_checked_alone() {
+        let p = |json: &str| -> oci_spec::runtime::Process { serde_json::from_str(json).unwrap() };
+        let ok = p(r#"{"args":["/bin/true"],"cwd":"/","user":{"uid":0,"gid":0}}"#);
+        assert!(validate_process(&ok).is_ok());
+        let e = validate_process(&p(
+            r#"{"args":["/bin/true"],"cwd":"/","user":{"uid":0,"gid":0},"apparmorProfile":"x"}"#,
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("process.apparmorProfile"), "{e}");
+        let e =
+            validate_process(&p(r#"{"args":[],"cwd":"/","user":{"uid":0,"gid":0}}"#)).unwrap_err();
+        assert!(e.to_string().contains("process.args"), "{e}");
     }
 }
