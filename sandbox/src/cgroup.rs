@@ -139,6 +139,22 @@ pub struct Cgroup {
     pub unified: Option<PathBuf>,
 }
 
+/// How a process enters a cgroup without the kernel's global cgroup lock.
+///
+/// Writing a pid to `cgroup.procs` write-locks `cgroup_threadgroup_rwsem`, whose first
+/// writer waits an RCU grace period (13 ms here). The kernel skips that lock when a
+/// thread moves itself through a v1 `tasks` file (it writes `0`), which moves a
+/// single-threaded process whole; a cgroup2 directory is entered at birth with
+/// `clone3(CLONE_INTO_CGROUP)` ([`crate::spawn`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Join {
+    /// The `tasks` file of every v1 hierarchy.
+    pub tasks: Vec<PathBuf>,
+    /// The cgroup2 directory: a cgroup2 host's cgroup, or a hybrid host's membership-only
+    /// directory in its cgroup2 tree.
+    pub v2_dir: Option<PathBuf>,
+}
+
 /// Checks a cgroupsPath and returns it relative to the hierarchy roots. The systemd
 /// `slice:prefix:name` form is expanded where systemd runs and refused elsewhere.
 pub fn relative_path(cgroups_path: &str, systemd: bool) -> Result<PathBuf, CgroupError> {
@@ -207,15 +223,18 @@ impl Cgroup {
             .map(|(_, d)| d.as_path())
     }
 
-    /// `cgroup.procs` of every hierarchy (and of a hybrid host's cgroup2 tree): writing a
-    /// pid there moves the process in.
-    pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs
-            .iter()
-            .map(|(_, d)| d)
-            .chain(self.unified.as_ref())
-            .map(|d| d.join("cgroup.procs"))
-            .collect()
+    /// How a new process enters this cgroup (see [`Join`]).
+    pub fn join(&self) -> Join {
+        if self.v2 {
+            return Join {
+                tasks: Vec::new(),
+                v2_dir: self.dirs.first().map(|(_, d)| d.clone()),
+            };
+        }
+        Join {
+            tasks: self.dirs.iter().map(|(_, d)| d.join("tasks")).collect(),
+            v2_dir: self.unified.clone(),
+        }
     }
 
     /// Hierarchies to show inside the container: (name, host directory).
@@ -464,11 +483,19 @@ mod tests {
             Some(Path::new("/sys/fs/cgroup/unified"))
         );
         let cg = Cgroup::new(&l, "/ns/c1").unwrap();
-        let procs = cg.procs_files();
-        assert_eq!(procs.len(), 4, "{procs:?}");
+        let join = cg.join();
         assert_eq!(
-            procs[3],
-            Path::new("/sys/fs/cgroup/unified/ns/c1/cgroup.procs")
+            join.tasks,
+            [
+                "/sys/fs/cgroup/systemd/ns/c1/tasks",
+                "/sys/fs/cgroup/cpu,cpuacct/ns/c1/tasks",
+                "/sys/fs/cgroup/memory/ns/c1/tasks"
+            ]
+            .map(PathBuf::from)
+        );
+        assert_eq!(
+            join.v2_dir.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified/ns/c1"))
         );
         assert_eq!(cg.binds().len(), 3, "the unified tree is not shown inside");
     }
@@ -479,6 +506,12 @@ mod tests {
         assert!(l.v2);
         assert_eq!(l.hierarchies[0].mount, Path::new("/sys/fs/cgroup"));
         assert!(l.unified.is_none());
+        let join = Cgroup::new(&l, "/ns/c1").unwrap().join();
+        assert!(join.tasks.is_empty());
+        assert_eq!(
+            join.v2_dir.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/ns/c1"))
+        );
     }
 
     #[test]

@@ -15,9 +15,7 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use oci_spec::runtime::{Process as ProcessSpec, Spec};
@@ -30,6 +28,7 @@ use crate::mount::{self, MountError, MountSpec};
 use crate::oom::{OomError, OomWatcher};
 use crate::process::{PidFd, ProcessError};
 use crate::resources::{self, ResourceError};
+use crate::spawn;
 use crate::spec::{self, SpecError};
 use crate::stats::{self, Stats};
 use crate::stdio::{Linger, LogContext, Stdio, StdioError, StdioPaths};
@@ -66,7 +65,7 @@ pub enum ContainerError {
     #[error("start init helper {exe}: {source}")]
     Spawn {
         exe: PathBuf,
-        source: std::io::Error,
+        source: crate::spawn::SpawnError,
     },
     /// Setup failed; the text comes from the init process.
     #[error("{0}")]
@@ -317,12 +316,14 @@ impl Container {
             crate::idmap::prepare(idmaps, source, &opts.launcher.init_exe)
                 .map_err(SpecError::from)?
         };
+        let join = cgroup.join();
         let req = InitRequest {
             id: opts.id.clone(),
             bundle: opts.bundle.clone(),
             spec,
             rootfs,
-            cgroup_procs: cgroup.procs_files(),
+            cgroup_tasks: join.tasks,
+            cgroup_procs: Vec::new(),
             cgroup_binds: cgroup.binds(),
             cgroup_v2: cgroup.v2,
             join_pid: None,
@@ -334,7 +335,11 @@ impl Container {
             req,
             &opts.stdio,
             &ctx,
-            (terminal, trees),
+            Extras {
+                terminal,
+                trees,
+                cgroup2: join.v2_dir,
+            },
             &mut partial.pid,
         )?;
         partial.pid = None;
@@ -503,12 +508,14 @@ impl ExecTarget {
             id: self.id.clone(),
             namespace: opts.launcher.namespace.clone(),
         };
+        let join = self.cgroup.join();
         let req = InitRequest {
             id: format!("{}/{}", self.id, opts.exec_id),
             bundle: PathBuf::new(),
             spec,
             rootfs: PathBuf::from("/"),
-            cgroup_procs: self.cgroup.procs_files(),
+            cgroup_tasks: join.tasks,
+            cgroup_procs: Vec::new(),
             cgroup_binds: Vec::new(),
             cgroup_v2: self.cgroup.v2,
             join_pid: Some(self.pid),
@@ -521,7 +528,11 @@ impl ExecTarget {
             req,
             &opts.stdio,
             &ctx,
-            (terminal, Vec::new()),
+            Extras {
+                terminal,
+                trees: Vec::new(),
+                cgroup2: join.v2_dir,
+            },
             &mut pid,
         ) {
             Ok((p, _)) => Ok(p),
@@ -536,6 +547,16 @@ impl ExecTarget {
     }
 }
 
+/// What a launch needs besides the request.
+struct Extras {
+    /// The process wants a terminal.
+    terminal: bool,
+    /// Detached idmapped mounts: (index in the spec's mounts, mount fd).
+    trees: Vec<(usize, OwnedFd)>,
+    /// The cgroup2 directory the helper is started in.
+    cgroup2: Option<PathBuf>,
+}
+
 /// Spawns the helper for `req` and waits until the process is ready. `pid_out` holds
 /// the process's pid as soon as it is known, for cleanup on failure.
 fn launch(
@@ -543,9 +564,14 @@ fn launch(
     mut req: InitRequest,
     paths: &StdioPaths,
     ctx: &LogContext,
-    (terminal, trees): (bool, Vec<(usize, OwnedFd)>),
+    extras: Extras,
     pid_out: &mut Option<i32>,
 ) -> Result<(Process, Spec), ContainerError> {
+    let Extras {
+        terminal,
+        trees,
+        cgroup2,
+    } = extras;
     let mut stdio = if terminal {
         Stdio::open_terminal(paths)?
     } else {
@@ -566,13 +592,17 @@ fn launch(
         .map(|(n, (index, _))| (*index, FIRST_TREE_FD + n as i32))
         .collect();
     let tree_fds: Vec<i32> = trees.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
-    let (mut chan, mut trace) = spawn_init(
+    let (mut chan, mut trace, in_cgroup) = spawn_init(
         &launcher.init_exe,
         child_stdio,
         console.as_ref().map(|(_, t)| t.as_raw_fd()),
         &tree_fds,
+        cgroup2.as_deref(),
     )?;
     drop(trees);
+    if let (Some(dir), false) = (&cgroup2, in_cgroup) {
+        req.cgroup_procs.push(dir.join("cgroup.procs"));
+    }
     let console = console.map(|(ours, _theirs)| ours);
     let timeout = Some(launcher.setup_timeout).filter(|d| !d.is_zero());
     chan.set_read_timeout(timeout).map_err(WireError::Io)?;
@@ -722,82 +752,57 @@ const FIRST_TREE_FD: i32 = 5;
 const MAX_TREES: usize = 32;
 
 /// Starts `<exe> init` with the channel on fd 3, the console socket (if any) on fd 4,
-/// the detached idmapped mounts `trees` on 5, 6, ... and the process's stdio on 0-2.
+/// the detached idmapped mounts `trees` on 5, 6, ... and the process's stdio on 0-2,
+/// in the cgroup2 directory `cgroup2` if given. Returns the shim's end of the channel,
+/// the trace of the launch, and whether the helper was born in `cgroup2`.
 fn spawn_init(
     exe: &Path,
     stdio: [OwnedFd; 3],
     console: Option<i32>,
     trees: &[i32],
-) -> Result<(UnixStream, Trace), ContainerError> {
-    let (ours, theirs) = UnixStream::pair().map_err(WireError::Io)?;
-    let [stdin, stdout, stderr] = stdio;
-    let mut cmd = Command::new(exe);
-    cmd.arg("init")
-        .env_clear()
-        .current_dir("/")
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr);
-    let chan = theirs.as_raw_fd();
-    let console = console.unwrap_or(-1);
+    cgroup2: Option<&Path>,
+) -> Result<(UnixStream, Trace, bool), ContainerError> {
     if trees.len() > MAX_TREES {
         return Err(ContainerError::Invalid(format!(
             "{} idmapped mounts: at most {MAX_TREES} are supported",
             trees.len()
         )));
     }
-    let mut tree_fds = [-1i32; MAX_TREES];
-    tree_fds[..trees.len()].copy_from_slice(trees);
-    let n_trees = trees.len();
-    // SAFETY: the closure runs between fork and exec and calls only fcntl and dup2,
-    // which are async-signal-safe; it allocates nothing and takes no locks. Sources are
-    // first moved to 64 and above, beyond every target (3..5+MAX_TREES), so that
-    // placing one cannot overwrite another.
-    unsafe {
-        cmd.pre_exec(move || {
-            let high = |fd: i32| -> std::io::Result<i32> {
-                let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
-                if h < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(h)
-            };
-            let c = high(chan)?;
-            let k = if console >= 0 { high(console)? } else { -1 };
-            let mut t = [-1i32; MAX_TREES];
-            for i in 0..n_trees {
-                t[i] = high(tree_fds[i])?;
-            }
-            if libc::dup2(c, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if k >= 0 && libc::dup2(k, 4) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for (i, fd) in t.iter().take(n_trees).enumerate() {
-                if libc::dup2(*fd, FIRST_TREE_FD + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+    let (ours, theirs) = UnixStream::pair().map_err(WireError::Io)?;
+    let mut fds: Vec<(i32, i32)> = stdio
+        .iter()
+        .enumerate()
+        .map(|(n, fd)| (fd.as_raw_fd(), n as i32))
+        .collect();
+    fds.push((theirs.as_raw_fd(), crate::init::CHANNEL_FD));
+    if let Some(console) = console {
+        fds.push((console, 4));
     }
-    let child = {
-        let _forking = crate::forks::spawning();
-        cmd.spawn().map_err(|source| ContainerError::Spawn {
-            exe: exe.to_path_buf(),
-            source,
-        })?
-    };
+    fds.extend(
+        trees
+            .iter()
+            .enumerate()
+            .map(|(i, fd)| (*fd, FIRST_TREE_FD + i as i32)),
+    );
+    let child = spawn::spawn(&spawn::Spawn {
+        exe,
+        args: &["init"],
+        fds: &fds,
+        cgroup: cgroup2,
+    })
+    .map_err(|source| ContainerError::Spawn {
+        exe: exe.to_path_buf(),
+        source,
+    })?;
     let trace = Trace {
-        helper: child.id() as i32,
+        helper: child.pid,
         process: None,
         chan_ino: Trace::inode_of(&theirs),
     };
     // Our copies of the helper's ends must close, or we would never see EOF.
-    drop(cmd);
+    drop(stdio);
     drop(theirs);
-    Ok((ours, trace))
+    Ok((ours, trace, child.in_cgroup))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod oom;
 pub mod process;
 pub mod resources;
 pub mod sched;
+pub mod spawn;
 pub mod spec;
 pub mod stats;
 pub mod stdio;

@@ -36,7 +36,11 @@ pub struct InitRequest {
     pub spec: Spec,
     /// Absolute path of the container's root filesystem (already mounted).
     pub rootfs: PathBuf,
-    /// `cgroup.procs` files the helper joins before anything else.
+    /// v1 `tasks` files the (single-threaded) helper moves itself into, by writing `0`,
+    /// before anything else (see [`crate::cgroup::Join`]).
+    pub cgroup_tasks: Vec<PathBuf>,
+    /// `cgroup.procs` files it writes its pid to: a cgroup2 directory it could not be
+    /// born in (kernels before 5.7).
     pub cgroup_procs: Vec<PathBuf>,
     /// Cgroup v1 hierarchies to expose under /sys/fs/cgroup: (name, host dir).
     pub cgroup_binds: Vec<(String, PathBuf)>,

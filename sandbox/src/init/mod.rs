@@ -86,6 +86,11 @@ fn run(chan: &mut UnixStream) -> Result<(), InitError> {
         .ok_or_else(|| InitError::Invalid("init: no request from the shim".into()))?;
     // Other processes in the container must not reach our memory or /proc/self/exe.
     nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
+    // Single-threaded, this process moves whole when its one thread moves; the kernel
+    // moves a thread that writes 0 to a v1 `tasks` file without its global lock.
+    for tasks in &req.cgroup_tasks {
+        std::fs::write(tasks, "0").ctx(|| format!("join cgroup {}", tasks.display()))?;
+    }
     for procs in &req.cgroup_procs {
         std::fs::write(procs, std::process::id().to_string())
             .ctx(|| format!("join cgroup {}", procs.display()))?;
