@@ -5,14 +5,12 @@
 //! file serializes concurrent starts for a pod, so exactly one shim is started.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
+use nix::unistd::ForkResult;
 use sha2::{Digest, Sha256};
 
 use crate::args::Args;
@@ -86,13 +84,7 @@ pub fn run(args: &Args) -> Result<String, StartError> {
             // Its shim died (the socket refuses): start a new one; the new shim logs it.
             let _ = fs::remove_file(&sock);
         }
-        Some(spawn_server(
-            args,
-            &bundle,
-            &sock,
-            &group,
-            config.as_deref(),
-        )?)
+        Some(spawn_server(args, &sock, &group, config.as_deref())?)
     };
     write_file(&bundle.join("address"), &address)?;
     if let Some(pid) = pid {
@@ -149,58 +141,107 @@ fn write_file(path: &Path, data: &str) -> Result<(), StartError> {
     fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display())))
 }
 
-/// Binds the socket and starts the detached serving process with it.
+/// Binds the socket and forks the detached serving process with it.
+///
+/// The child becomes the server without an exec: `start` runs no thread, so its forked
+/// copy may run any code, and the pod's first Create does not wait for the binary to be
+/// loaded and linked a second time (about 3 ms of every pod start here).
 fn spawn_server(
     args: &Args,
-    bundle: &Path,
     sock: &Path,
     group: &str,
     config: Option<&str>,
 ) -> Result<u32, StartError> {
     let listener = UnixListener::bind(sock).map_err(io(format!("listen on {}", sock.display())))?;
-    let exe = std::env::current_exe().map_err(io("find own executable"))?;
-    let fd = listener.as_raw_fd();
-    let mut cmd = Command::new(&exe);
-    cmd.arg("-namespace")
-        .arg(&args.namespace)
-        .arg("-address")
-        .arg(&args.address)
-        .arg("-publish-binary")
-        .arg(&args.publish_binary)
-        .arg("-id")
-        .arg(group);
-    if args.debug {
-        cmd.arg("-debug");
+    // SAFETY: this process is single-threaded (`start` starts no thread), so the child
+    // is a complete copy that may allocate, lock and run any code.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(io("fork the serving shim")(e.into())),
+        Ok(ForkResult::Child) => {
+            let code = become_server(args, sock, group, config, listener.as_raw_fd());
+            std::process::exit(code)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            let pid = child.as_raw() as u32;
+            let _ = fs::write(sock.with_extension("pid"), pid.to_string());
+            adjust_oom_score(pid);
+            Ok(pid)
+        }
     }
-    cmd.arg("serve")
-        .current_dir(bundle)
-        .env(LISTEN_FD_ENV, fd.to_string())
-        .env(SOCKET_ENV, sock)
-        .env(crate::config::CONFIG_ENV, config.unwrap_or_default())
-        // containerd reads start's stdout and stderr to the end: the server must not
-        // hold them. It logs to the bundle's log FIFO instead.
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: between fork and exec the closure calls only setsid and fcntl, which are
-    // async-signal-safe; `start` is single-threaded anyway.
+}
+
+/// In the forked child: detaches from `start` and serves the pod on `listener`.
+fn become_server(
+    args: &Args,
+    sock: &Path,
+    group: &str,
+    config: Option<&str>,
+    listener: RawFd,
+) -> i32 {
+    // Its own session, out of containerd's process group.
+    let _ = nix::unistd::setsid();
+    // containerd reads start's stdout and stderr to the end: the server must not hold
+    // them (it logs to the bundle's log FIFO), nor any other descriptor of `start`: the
+    // start lock is released only when its last copy closes.
+    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+    close_fds_except(listener);
+    show_as_serving();
+    std::env::set_var(LISTEN_FD_ENV, listener.to_string());
+    std::env::set_var(SOCKET_ENV, sock);
+    std::env::set_var(crate::config::CONFIG_ENV, config.unwrap_or_default());
+    let mut serve = args.clone();
+    serve.id = group.to_string();
+    serve.action = "serve".to_string();
+    crate::serve::run(serve)
+}
+
+/// Turns the trailing `start` of this process's command line into `serve`, in place, so
+/// that `ps` shows the long-lived server as it showed it when it was exec'd.
+fn show_as_serving() {
+    let (Ok(stat), Ok(cmdline)) = (
+        fs::read_to_string("/proc/self/stat"),
+        fs::read("/proc/self/cmdline"),
+    ) else {
+        return;
+    };
+    // Fields after the command name (which may hold spaces): field 48 is arg_start.
+    let Some(arg_start) = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(45))
+        .and_then(|f| f.parse::<usize>().ok())
+    else {
+        return;
+    };
+    if !cmdline.ends_with(b"\0start\0") || arg_start == 0 {
+        return;
+    }
+    let offset = cmdline.len() - b"start\0".len();
+    // SAFETY: [arg_start, arg_start + cmdline.len()) is this process's own argument area
+    // on its initial stack, mapped and writable for the process's life; the kernel just
+    // reported it (and its content). The write replaces 5 bytes with 5 bytes inside it;
+    // nothing else in this single-threaded process reads them concurrently.
     unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            let fl = libc::fcntl(fd, libc::F_GETFD);
-            if fl < 0 || libc::fcntl(fd, libc::F_SETFD, fl & !libc::FD_CLOEXEC) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        std::ptr::copy_nonoverlapping(b"serve".as_ptr(), (arg_start + offset) as *mut u8, 5);
     }
-    let child = cmd
-        .spawn()
-        .map_err(io(format!("start {}", exe.display())))?;
-    let _ = fs::write(sock.with_extension("pid"), child.id().to_string());
-    adjust_oom_score(child.id());
-    let _ = std::io::stderr().flush();
-    Ok(child.id())
+}
+
+/// Closes every descriptor from 3 up except `keep`.
+fn close_fds_except(keep: RawFd) {
+    let open: Vec<RawFd> = match fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2 && fd != keep)
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in open {
+        // The directory's own fd is among them and already closed: EBADF is harmless.
+        let _ = nix::unistd::close(fd);
+    }
 }
 
 /// Gives the serving shim containerd's oom_score_adj + 1 (at most 1000), as containerd's

@@ -164,6 +164,13 @@ fn parent_is_the_shim(c: &Containerd) {
         t.pid,
         c.shim_name()
     );
+    if c.shim_name().contains("mypod") {
+        // The server is forked from `start`, not exec'd, and renames its action.
+        assert!(
+            parent.ends_with(" serve"),
+            "the serving shim shows as {parent:?}"
+        );
+    }
     let nspid = mypod_tests::ctr::host_status_field(t.pid, "NSpid");
     assert_eq!(
         nspid.split_whitespace().last(),
