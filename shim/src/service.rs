@@ -29,6 +29,34 @@ pub struct TaskService {
 
 type R<T> = ttrpc::Result<T>;
 
+/// Logs how long a successful RPC took (debug), as `<rpc> id=<id> exec=<exec> took <N>us`:
+/// the benchmark reads it to split a `ctr` command's time into the shim's part and
+/// containerd's.
+struct Took {
+    rpc: &'static str,
+    what: Option<(String, String)>,
+    since: std::time::Instant,
+}
+
+impl Took {
+    fn new(rpc: &'static str, id: &str, exec_id: &str) -> Took {
+        let what =
+            log::log_enabled!(log::Level::Debug).then(|| (id.to_string(), exec_id.to_string()));
+        Took {
+            rpc,
+            what,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn log(self) {
+        if let Some((id, exec_id)) = self.what {
+            let us = self.since.elapsed().as_micros();
+            log::debug!("{} id={id} exec={exec_id} took {us}us", self.rpc);
+        }
+    }
+}
+
 fn unsupported<T>(what: &'static str) -> R<T> {
     Err(ServiceError::NotImplemented(what).into())
 }
@@ -53,7 +81,9 @@ impl Task for TaskService {
 
     async fn create(&self, _: &TtrpcContext, req: CreateTaskRequest) -> R<CreateTaskResponse> {
         log::debug!("create id={} exec={}", req.id, "");
+        let t = Took::new("create", &req.id, "");
         let pid = self.pod.create(req).await?;
+        t.log();
         let mut r = CreateTaskResponse::new();
         r.pid = pid as u32;
         Ok(r)
@@ -61,7 +91,9 @@ impl Task for TaskService {
 
     async fn start(&self, _: &TtrpcContext, req: StartRequest) -> R<StartResponse> {
         log::debug!("start id={} exec={}", req.id, req.exec_id);
+        let t = Took::new("start", &req.id, &req.exec_id);
         let pid = self.pod.start(&req.id, &req.exec_id).await?;
+        t.log();
         let mut r = StartResponse::new();
         r.pid = pid as u32;
         Ok(r)
@@ -69,7 +101,10 @@ impl Task for TaskService {
 
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> R<DeleteResponse> {
         log::debug!("delete id={} exec={}", req.id, req.exec_id);
-        Ok(self.pod.delete(&req.id, &req.exec_id).await?)
+        let t = Took::new("delete", &req.id, &req.exec_id);
+        let r = self.pod.delete(&req.id, &req.exec_id).await?;
+        t.log();
+        Ok(r)
     }
 
     async fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> R<PidsResponse> {
@@ -116,7 +151,9 @@ impl Task for TaskService {
 
     async fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> R<Empty> {
         log::debug!("exec id={} exec={}", req.id, req.exec_id);
+        let t = Took::new("exec", &req.id, &req.exec_id);
         self.pod.exec(req)?;
+        t.log();
         Ok(Empty::new())
     }
 

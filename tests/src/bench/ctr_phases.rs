@@ -176,9 +176,11 @@ pub fn create_delete(c: &Containerd, n: usize, p: &Progress) -> Result<(Series, 
 }
 
 /// `ctr task exec --exec-id eN ID /bin/true` into one running container per runtime, `n` times
-/// each, alternating.
-pub fn exec(c: &Containerd, n: usize, p: &Progress) -> Result<Series, String> {
+/// each, alternating. Also returns mypod's runs as (container id, exec id, wall ms), to find
+/// the shim's own share of each in its log ([`super::events::exec_share`]).
+pub fn exec(c: &Containerd, n: usize, p: &Progress) -> Result<(Series, Vec<ExecRun>), String> {
     let mut s = Series::new("exec", "exec: ctr task exec /bin/true", Some(0.25));
+    let mut runs = Vec::new();
     for rt in Rt::BOTH {
         start_sleeper(c, rt, &format!("exec-{rt}"))?;
     }
@@ -192,6 +194,13 @@ pub fn exec(c: &Containerd, n: usize, p: &Progress) -> Result<Series, String> {
                     &["tasks", "exec", "--exec-id", &exec_id, &id, "/bin/true"],
                 )?;
                 s.push(rt, ms(t.elapsed));
+                if rt == Rt::Mypod {
+                    runs.push(ExecRun {
+                        id,
+                        exec_id,
+                        wall_ms: ms(t.elapsed),
+                    });
+                }
             }
             progress_every(p, "exec", i, n);
         }
@@ -200,7 +209,15 @@ pub fn exec(c: &Containerd, n: usize, p: &Progress) -> Result<Series, String> {
     for rt in Rt::BOTH {
         let _ = remove(c, &format!("exec-{rt}"));
     }
-    result.map(|()| s)
+    result.map(|()| (s, runs))
+}
+
+/// One timed `ctr task exec` under mypod.
+#[derive(Clone, Debug)]
+pub struct ExecRun {
+    pub id: String,
+    pub exec_id: String,
+    pub wall_ms: f64,
 }
 
 /// `ctr version`, `n` times: ctr's start-up plus one trivial RPC, which every ctr measurement

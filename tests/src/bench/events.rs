@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::ctr_phases::LifecycleRun;
+use super::ctr_phases::{ExecRun, LifecycleRun};
 use super::stats;
 use super::Rt;
 
@@ -167,6 +167,60 @@ pub fn breakdown(runs: &[LifecycleRun], log: &str) -> Breakdown {
     out
 }
 
+/// The RPCs of one `ctr task exec`, as mypod's shim logs them when they end.
+const EXEC_RPCS: [&str; 3] = ["exec", "start", "delete"];
+
+/// How much of mypod's `ctr task exec` time is the shim's: medians (ms) of the whole run,
+/// of the time the shim spent in its Exec, Start and Delete RPCs, and of the rest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecShare {
+    pub wall: f64,
+    pub shim: f64,
+    pub rest: f64,
+    pub runs: usize,
+}
+
+/// Sums each run's RPC times from the shim's `<rpc> id=.. exec=.. took <N>us` debug lines in
+/// containerd's log; runs with a missing line are left out.
+pub fn exec_share(runs: &[ExecRun], log: &str) -> ExecShare {
+    let mut took: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    for l in log.lines() {
+        let Some(msg) = field(l, "msg=\"", '"') else {
+            continue;
+        };
+        let Some((head, us)) = msg.rsplit_once(" took ") else {
+            continue;
+        };
+        let Some(us) = us.strip_suffix("us").and_then(|u| u.parse::<f64>().ok()) else {
+            continue;
+        };
+        took.insert(head.to_string(), us / 1000.0);
+    }
+    let (mut wall, mut shim, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+    for r in runs {
+        let parts: Option<Vec<f64>> = EXEC_RPCS
+            .iter()
+            .map(|rpc| {
+                took.get(&format!("{rpc} id={} exec={}", r.id, r.exec_id))
+                    .copied()
+            })
+            .collect();
+        if let Some(parts) = parts {
+            let s: f64 = parts.iter().sum();
+            wall.push(r.wall_ms);
+            shim.push(s);
+            rest.push(r.wall_ms - s);
+        }
+    }
+    let med = |v: &[f64]| stats::median(v).unwrap_or(f64::NAN);
+    ExecShare {
+        wall: med(&wall),
+        shim: med(&shim),
+        rest: med(&rest),
+        runs: wall.len(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +241,30 @@ mod tests {
         let e = parse_events(log);
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].topic, "/containers/create");
+    }
+
+    #[test]
+    fn exec_share_sums_the_rpcs_of_each_run() {
+        let line = |rpc: &str, exec: &str, us: u32| {
+            format!("time=\"2026-12-01T05:19:41.5Z\" level=debug msg=\"{rpc} id=c exec={exec} took {us}us\" runtime=io.containerd.mypod.v2 pid=7\n")
+        };
+        let mut log = String::new();
+        for (exec, base) in [("e0", 1000), ("e1", 2000)] {
+            for rpc in EXEC_RPCS {
+                log.push_str(&line(rpc, exec, base));
+            }
+        }
+        // e2 has no delete line: left out.
+        log.push_str(&line("exec", "e2", 1));
+        let run = |exec: &str, wall_ms: f64| ExecRun {
+            id: "c".into(),
+            exec_id: exec.into(),
+            wall_ms,
+        };
+        let s = exec_share(&[run("e0", 10.0), run("e1", 20.0), run("e2", 5.0)], &log);
+        assert_eq!(s.runs, 2);
+        assert_eq!(s.wall, 15.0);
+        assert_eq!(s.shim, 4.5);
+        assert_eq!(s.rest, 10.5);
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::cri_phases::{Density, MemRow};
-use super::events::{Breakdown, SEGMENTS};
+use super::events::{Breakdown, ExecShare, SEGMENTS};
 use super::stats::{self, summarize};
 use super::sysinfo::Machine;
 use super::{Rt, Series};
@@ -23,6 +23,8 @@ pub struct Run {
     /// `ctr version` wall times (ms).
     pub floor: Vec<f64>,
     pub breakdown: Option<Breakdown>,
+    /// mypod's exec time split into the shim's RPCs and the rest.
+    pub exec_share: Option<ExecShare>,
     pub memory: Vec<MemRow>,
     pub density: Vec<Density>,
     pub load_before: String,
@@ -212,6 +214,45 @@ impl Run {
         s
     }
 
+    /// mypod's `ctr task exec` split into the shim's own RPC time and everything else, and the
+    /// ratio a shim that took no time at all would reach against this run's runc.
+    pub fn exec_share_table(&self) -> String {
+        let Some(x) = &self.exec_share else {
+            return String::new();
+        };
+        let runc = self
+            .series
+            .iter()
+            .find(|s| s.key == "exec")
+            .and_then(|s| stats::median(s.samples(Rt::Runc)));
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "| mypod `ctr task exec /bin/true` | ms (median of {} runs) |\n|---|---|",
+            x.runs
+        );
+        let _ = writeln!(s, "| whole command | {} |", fmt_ms(x.wall));
+        let _ = writeln!(
+            s,
+            "| in the shim: its Exec, Start and Delete RPCs (the shim's own timing) | {} |",
+            fmt_ms(x.shim)
+        );
+        let _ = writeln!(
+            s,
+            "| everything else: ctr, containerd, events, /bin/true itself | {} |",
+            fmt_ms(x.rest)
+        );
+        if let Some(r) = runc.filter(|r| *r > 0.0) {
+            let _ = writeln!(
+                s,
+                "| ratio a shim taking no time at all would reach (everything else / runc-v2's median {}) | **{:.2}** |",
+                fmt_ms(r),
+                x.rest / r
+            );
+        }
+        s
+    }
+
     /// The lifecycle breakdown from containerd's log.
     pub fn breakdown_table(&self) -> String {
         let Some(b) = &self.breakdown else {
@@ -279,6 +320,8 @@ impl Run {
         s.push('\n');
         s.push_str(&self.breakdown_table());
         s.push('\n');
+        s.push_str(&self.exec_share_table());
+        s.push('\n');
         s.push_str(&self.memory_table());
         s.push('\n');
         s.push_str(&self.density_table());
@@ -326,6 +369,10 @@ impl Run {
         if self.breakdown.is_some() {
             s.push_str("\n## Where a `ctr run --rm` spends its time\n\nFrom containerd's own debug log: the times it logged the events of each run (`/containers/create`, then the shim's `/tasks/create`, `/tasks/start`, `/tasks/exit`, `/tasks/delete`), between ctr's start and end as the bench saw them (same clock). The first and last segments involve no shim RPC: they are the floor no shim can go below.\n\n");
             s.push_str(&self.breakdown_table());
+        }
+        if self.exec_share.is_some() {
+            s.push_str("\n## Where a `ctr task exec` spends its time\n\nmypod's shim logs (debug) how long each RPC took; an exec is three: Exec (records the process), Start (starts the init helper, joins the container, execs /bin/true) and Delete. The rest of the command's time is ctr's and containerd's, and no shim can go below it.\n\n");
+            s.push_str(&self.exec_share_table());
         }
         s.push_str("\n## Shim memory and threads\n\nPSS and RSS from `/proc/PID/smaps_rollup` of every shim process of the runtime, summed and divided by the number of running pods (each pod: sandbox + 2 containers); threads from `/proc/PID/status`.\n\n");
         s.push_str(&self.memory_table());

@@ -221,6 +221,7 @@ fn real_main() -> Result<bool, String> {
     };
 
     let mut lifecycle_runs: Vec<LifecycleRun> = Vec::new();
+    let mut exec_runs = Vec::new();
     if want("ctr") && !interrupted() {
         let r = (|| {
             ctr_phases::warm_up(&c, &p)?;
@@ -230,8 +231,9 @@ fn real_main() -> Result<bool, String> {
             let (cs, del) = ctr_phases::create_delete(&c, o.iterations, &p)?;
             run.series.push(cs);
             run.series.push(del);
-            run.series
-                .push(ctr_phases::exec(&c, o.exec_iterations, &p)?);
+            let (ex, runs) = ctr_phases::exec(&c, o.exec_iterations, &p)?;
+            run.series.push(ex);
+            exec_runs = runs;
             run.floor = ctr_phases::ctr_floor(&c, o.iterations.max(10))?;
             Ok::<(), String>(())
         })();
@@ -241,6 +243,10 @@ fn real_main() -> Result<bool, String> {
         if !lifecycle_runs.is_empty() {
             let log = std::fs::read_to_string(c.dir().join("containerd.log")).unwrap_or_default();
             run.breakdown = Some(events::breakdown(&lifecycle_runs, &log));
+        }
+        if !exec_runs.is_empty() {
+            let log = std::fs::read_to_string(c.dir().join("containerd.log")).unwrap_or_default();
+            run.exec_share = Some(events::exec_share(&exec_runs, &log));
         }
     }
     if want("pods") && !interrupted() {
