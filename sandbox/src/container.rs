@@ -281,24 +281,9 @@ impl Container {
         partial: &mut Partial,
     ) -> Result<Container, ContainerError> {
         let rootfs = rootfs_path(&spec, &opts.bundle);
-        if !opts.rootfs.is_empty() {
-            partial.mounted_rootfs = Some(rootfs.clone());
-            mount::mount_rootfs(&opts.rootfs, &rootfs)?;
-        }
         let cgroup = Cgroup::new(layout, &cgroups_path(&spec, &opts.id))?;
         partial.cgroup = Some(cgroup.clone());
         cgroup.create()?;
-        let devices = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref())
-            .and_then(|r| r.devices().clone())
-            .unwrap_or_default();
-        cgroup.apply_devices(&devices)?;
-        if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            resources::apply(&cgroup, r)?;
-        }
-        warn_unapplied_resources(&opts.id, &cgroup, &spec);
         let terminal = wants_terminal(spec.process().as_ref());
         let ctx = LogContext {
             id: opts.id.clone(),
@@ -317,6 +302,34 @@ impl Container {
                 .map_err(SpecError::from)?
         };
         let join = cgroup.join();
+        // The helper starts now, in its cgroup2 directory; it joins the v1 hierarchies
+        // and builds the container once the request below comes, after the rootfs is
+        // mounted and the cgroup limits are set.
+        let helper = Launching::spawn(
+            &opts.launcher,
+            &opts.stdio,
+            &ctx,
+            Extras {
+                terminal,
+                trees,
+                cgroup2: join.v2_dir,
+            },
+        )?;
+        if !opts.rootfs.is_empty() {
+            partial.mounted_rootfs = Some(rootfs.clone());
+            mount::mount_rootfs(&opts.rootfs, &rootfs)?;
+        }
+        let devices = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.devices().clone())
+            .unwrap_or_default();
+        cgroup.apply_devices(&devices)?;
+        if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            resources::apply(&cgroup, r)?;
+        }
+        warn_unapplied_resources(&opts.id, &cgroup, &spec);
         let req = InitRequest {
             id: opts.id.clone(),
             bundle: opts.bundle.clone(),
@@ -330,18 +343,7 @@ impl Container {
             console_fd: None,
             idmapped: Vec::new(),
         };
-        let init = launch(
-            &opts.launcher,
-            req,
-            &opts.stdio,
-            &ctx,
-            Extras {
-                terminal,
-                trees,
-                cgroup2: join.v2_dir,
-            },
-            &mut partial.pid,
-        )?;
+        let init = helper.finish(req, &mut partial.pid)?;
         partial.pid = None;
         partial.cgroup = None;
         let mounted_rootfs = partial.mounted_rootfs.take();
@@ -561,79 +563,133 @@ struct Extras {
 /// the process's pid as soon as it is known, for cleanup on failure.
 fn launch(
     launcher: &Launcher,
-    mut req: InitRequest,
+    req: InitRequest,
     paths: &StdioPaths,
     ctx: &LogContext,
     extras: Extras,
     pid_out: &mut Option<i32>,
 ) -> Result<(Process, Spec), ContainerError> {
-    let Extras {
-        terminal,
-        trees,
-        cgroup2,
-    } = extras;
-    let mut stdio = if terminal {
-        Stdio::open_terminal(paths)?
-    } else {
-        Stdio::open(paths, ctx)?
-    };
-    let child_stdio = stdio.take_child().ok_or(ContainerError::NotCreated)?;
-    let console = if terminal {
-        let (ours, theirs) = UnixStream::pair().map_err(WireError::Io)?;
-        req.console_fd = Some(4);
-        Some((ours, theirs))
-    } else {
-        None
-    };
-    // The detached idmapped mounts go to the helper as fds 5, 6, ...
-    req.idmapped = trees
-        .iter()
-        .enumerate()
-        .map(|(n, (index, _))| (*index, FIRST_TREE_FD + n as i32))
-        .collect();
-    let tree_fds: Vec<i32> = trees.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
-    let (mut chan, mut trace, in_cgroup) = spawn_init(
-        &launcher.init_exe,
-        child_stdio,
-        console.as_ref().map(|(_, t)| t.as_raw_fd()),
-        &tree_fds,
-        cgroup2.as_deref(),
-    )?;
-    drop(trees);
-    if let (Some(dir), false) = (&cgroup2, in_cgroup) {
-        req.cgroup_procs.push(dir.join("cgroup.procs"));
-    }
-    let console = console.map(|(ours, _theirs)| ours);
-    let timeout = Some(launcher.setup_timeout).filter(|d| !d.is_zero());
-    chan.set_read_timeout(timeout).map_err(WireError::Io)?;
-    wire::send(&mut chan, &req)?;
-    let mut create_hooks = |pid: i32| -> Result<(), ContainerError> {
-        let state = hooks::State::new(&req.spec, &req.id, &req.bundle, "creating", pid);
-        let h = req.spec.hooks().as_ref();
-        hooks::run(h, hooks::Kind::Prestart, &state)?;
-        hooks::run(h, hooks::Kind::CreateRuntime, &state)?;
-        Ok(())
-    };
-    let pid = await_ready(&mut chan, &mut trace, &req.id, pid_out, &mut create_hooks)?;
-    // The process is blocked waiting for the start byte and is our (reparented) child,
-    // so its pid cannot have been reused.
-    let pidfd = PidFd::open(pid)?;
-    let master = match console {
-        Some(sock) => {
-            sock.set_read_timeout(timeout).map_err(WireError::Io)?;
-            Some(console::recv_fd(sock.as_raw_fd())?)
-        }
-        None => None,
-    };
-    Ok((
-        Process {
-            pid: pidfd,
-            chan: Some((chan, trace, req.id.clone())),
+    Launching::spawn(launcher, paths, ctx, extras)?.finish(req, pid_out)
+}
+
+/// A helper started ahead of its request, so that its exec overlaps the shim's own
+/// preparations (rootfs mount, cgroup settings). Dropped unfinished, the helper reads
+/// EOF and exits.
+struct Launching {
+    stdio: Stdio,
+    /// Our end of the console socket, when the process wants a terminal.
+    console: Option<UnixStream>,
+    chan: UnixStream,
+    trace: Trace,
+    /// (index in the spec's mounts, helper fd) of the idmapped mounts passed.
+    idmapped: Vec<(usize, i32)>,
+    /// The cgroup2 directory the helper could not be born in: it joins it itself.
+    join_procs: Option<PathBuf>,
+    timeout: Option<Duration>,
+}
+
+impl Launching {
+    /// Opens the process's stdio and starts the helper.
+    fn spawn(
+        launcher: &Launcher,
+        paths: &StdioPaths,
+        ctx: &LogContext,
+        extras: Extras,
+    ) -> Result<Launching, ContainerError> {
+        let Extras {
+            terminal,
+            trees,
+            cgroup2,
+        } = extras;
+        let mut stdio = if terminal {
+            Stdio::open_terminal(paths)?
+        } else {
+            Stdio::open(paths, ctx)?
+        };
+        let child_stdio = stdio.take_child().ok_or(ContainerError::NotCreated)?;
+        let console = if terminal {
+            Some(UnixStream::pair().map_err(WireError::Io)?)
+        } else {
+            None
+        };
+        // The detached idmapped mounts go to the helper as fds 5, 6, ...
+        let idmapped = trees
+            .iter()
+            .enumerate()
+            .map(|(n, (index, _))| (*index, FIRST_TREE_FD + n as i32))
+            .collect();
+        let tree_fds: Vec<i32> = trees.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+        let (chan, trace, in_cgroup) = spawn_init(
+            &launcher.init_exe,
+            child_stdio,
+            console.as_ref().map(|(_, t)| t.as_raw_fd()),
+            &tree_fds,
+            cgroup2.as_deref(),
+        )?;
+        let timeout = Some(launcher.setup_timeout).filter(|d| !d.is_zero());
+        chan.set_read_timeout(timeout).map_err(WireError::Io)?;
+        Ok(Launching {
             stdio,
-            console: master,
-        },
-        req.spec,
-    ))
+            console: console.map(|(ours, _theirs)| ours),
+            chan,
+            trace,
+            idmapped,
+            join_procs: cgroup2.filter(|_| !in_cgroup),
+            timeout,
+        })
+    }
+
+    /// Sends `req` and waits until the process is ready (see [`launch`]).
+    fn finish(
+        self,
+        mut req: InitRequest,
+        pid_out: &mut Option<i32>,
+    ) -> Result<(Process, Spec), ContainerError> {
+        let Launching {
+            stdio,
+            console,
+            mut chan,
+            mut trace,
+            idmapped,
+            join_procs,
+            timeout,
+        } = self;
+        if console.is_some() {
+            req.console_fd = Some(4);
+        }
+        req.idmapped = idmapped;
+        if let Some(dir) = join_procs {
+            req.cgroup_procs.push(dir.join("cgroup.procs"));
+        }
+        wire::send(&mut chan, &req)?;
+        let mut create_hooks = |pid: i32| -> Result<(), ContainerError> {
+            let state = hooks::State::new(&req.spec, &req.id, &req.bundle, "creating", pid);
+            let h = req.spec.hooks().as_ref();
+            hooks::run(h, hooks::Kind::Prestart, &state)?;
+            hooks::run(h, hooks::Kind::CreateRuntime, &state)?;
+            Ok(())
+        };
+        let pid = await_ready(&mut chan, &mut trace, &req.id, pid_out, &mut create_hooks)?;
+        // The process is blocked waiting for the start byte and is our (reparented) child,
+        // so its pid cannot have been reused.
+        let pidfd = PidFd::open(pid)?;
+        let master = match console {
+            Some(sock) => {
+                sock.set_read_timeout(timeout).map_err(WireError::Io)?;
+                Some(console::recv_fd(sock.as_raw_fd())?)
+            }
+            None => None,
+        };
+        Ok((
+            Process {
+                pid: pidfd,
+                chan: Some((chan, trace, req.id.clone())),
+                stdio,
+                console: master,
+            },
+            req.spec,
+        ))
+    }
 }
 
 /// Waits for the process's pid and its Ready; returns the pid. The helper reports the
