@@ -1,9 +1,11 @@
 //! Containers and their processes: created by an exec'd init helper, started by a byte on
 //! the init channel, cleaned up (processes, rootfs, cgroup) on delete.
 //!
-//! Create: the caller (multi-threaded) only spawns `<exe> init` with the channel on fd 3,
-//! an optional console socket on fd 4 and the process's stdio on 0-2. The helper — single-
-//! threaded and freshly exec'd — joins the cgroup and namespaces, forks the process,
+//! Create: the caller (multi-threaded) only spawns `<exe> init` ([`crate::spawn`]: born in
+//! the cgroup2 directory) with the channel on fd 3, an optional console socket on fd 4 and
+//! the process's stdio on 0-2, then mounts the rootfs and sets cgroup limits while the
+//! helper starts, and sends the request. The helper — single-threaded and freshly exec'd —
+//! joins the v1 cgroups ([`crate::cgroup::Join`]) and namespaces, forks the process,
 //! reports its pid and exits; the process builds its root (or, for an exec, joins the
 //! container's namespaces), applies the process spec, reports `Ready` and blocks until the
 //! start byte, then execs. A successful exec closes the channel (close-on-exec), which is

@@ -6,8 +6,8 @@
 //! close the write end of output nobody has read yet, and lose it when the child execs.
 //! Every fork of this library takes [`spawning`] (shared: forks may run together); the
 //! reader check takes [`quiet`] (exclusive), so it never sees a half-started child.
-//! `Command::spawn` returns only after the child has exec'd, so the shared guard
-//! covers the whole window.
+//! `Command::spawn` and [`crate::spawn::spawn`] return only after the child has exec'd,
+//! so the shared guard covers the whole window.
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
