@@ -111,6 +111,49 @@ fn limits_in_cgroup_files(c: &Containerd) {
 }
 per_version!(limits_in_cgroup_files);
 
+/// The container's processes are in its cgroup in every hierarchy the host has: each v1
+/// hierarchy (which the init helper joins through `tasks`) and the cgroup2 tree (the
+/// helper is born there with clone3's CLONE_INTO_CGROUP: a hybrid host's unified tree, or
+/// a cgroup2-only host's only one). Checked for the init and for an exec.
+fn processes_are_in_their_cgroup_everywhere(c: &Containerd) {
+    c.run_detached("everywhere", &[], &["sleep", "60"]);
+    let pid = c.task("everywhere").expect("task everywhere").pid;
+    let want = format!("/{}/everywhere", c.ctr_namespace());
+    let init = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("init's cgroup");
+    let exec = c.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e1",
+        "everywhere",
+        "cat",
+        "/proc/1/cgroup",
+        "/proc/self/cgroup",
+    ]);
+    c.kill_and_remove("everywhere");
+    c.assert_clean("everywhere");
+    let lines: Vec<&str> = init.lines().collect();
+    // Inside, the container's cgroup namespace shows paths relative to its own root: the
+    // init's view of itself (/proc/1) and the exec's are the same.
+    assert!(exec.success(), "exec failed: {exec}");
+    let inside: Vec<&str> = exec.stdout.lines().collect();
+    assert_eq!(inside.len(), 2 * lines.len(), "{}", exec.stdout);
+    assert_eq!(inside[..lines.len()], inside[lines.len()..], "{}", exec.stdout);
+    let mut v2 = false;
+    for l in &lines {
+        // hierarchy-id:controllers:path; the cgroup2 line is 0::path.
+        let path = l.splitn(3, ':').nth(2).unwrap_or_default();
+        v2 |= l.starts_with("0::");
+        assert_eq!(path, want, "init {pid} is not in {want} everywhere:\n{init}");
+    }
+    let has_v2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" - cgroup2 "));
+    assert_eq!(v2, has_v2, "the cgroup2 membership is missing:\n{init}");
+}
+per_version!(processes_are_in_their_cgroup_everywhere);
+
 /// `ctr run -d --config FILE ID` with `spec` as FILE.
 fn run_config_detached(c: &Containerd, id: &str, spec: &serde_json::Value) {
     let file = c.write_spec_file(id, &spec.to_string());
