@@ -85,8 +85,9 @@ fn hook_records(c: &Containerd, runtime: &str, id: &str) -> BTreeMap<String, Vec
     let dir = c.dir().join("hooks").join(id);
     let hook = write_host_hook(&dir);
     let log = dir.join("log");
-    // Alive long enough for poststart to see it (runc runs poststart before it starts).
-    let mut spec = c.config_spec(id, &["/bin/sh", "-c", "sleep 1; echo main ran"]);
+    // Alive long enough for poststart to see it (runc runs poststart before it starts;
+    // mypod after, and in the slow cgroup2 test VM a hook's shell took over a second).
+    let mut spec = c.config_spec(id, &["/bin/sh", "-c", "sleep 3; echo main ran"]);
     let root = PathBuf::from(spec["root"]["path"].as_str().expect("root.path"));
     spec["hooks"] = all_hooks(&hook, &log);
     spec["annotations"] = json!({ "org.example.hooks": "yes" });
