@@ -138,13 +138,21 @@ fn processes_are_in_their_cgroup_everywhere(c: &Containerd) {
     assert!(exec.success(), "exec failed: {exec}");
     let inside: Vec<&str> = exec.stdout.lines().collect();
     assert_eq!(inside.len(), 2 * lines.len(), "{}", exec.stdout);
-    assert_eq!(inside[..lines.len()], inside[lines.len()..], "{}", exec.stdout);
+    assert_eq!(
+        inside[..lines.len()],
+        inside[lines.len()..],
+        "{}",
+        exec.stdout
+    );
     let mut v2 = false;
     for l in &lines {
         // hierarchy-id:controllers:path; the cgroup2 line is 0::path.
         let path = l.splitn(3, ':').nth(2).unwrap_or_default();
         v2 |= l.starts_with("0::");
-        assert_eq!(path, want, "init {pid} is not in {want} everywhere:\n{init}");
+        assert_eq!(
+            path, want,
+            "init {pid} is not in {want} everywhere:\n{init}"
+        );
     }
     let has_v2 = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
