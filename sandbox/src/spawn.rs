@@ -109,9 +109,24 @@ pub fn spawn(s: &Spawn) -> Result<Spawned, SpawnError> {
         Ok(pid) => (pid, cg_fd.is_some()),
         Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) if cg_fd.is_some() => {
             // A kernel without clone3 or CLONE_INTO_CGROUP: the child joins itself.
-            (fork(None).map_err(fork_error(s))?, false)
+            let pid = fork(None).map_err(|errno| SpawnError::Sys {
+                what: "fork",
+                errno,
+            })?;
+            (pid, false)
         }
-        Err(errno) => return Err(fork_error(s)(errno)),
+        Err(errno) => {
+            return Err(match s.cgroup {
+                Some(path) => SpawnError::IntoCgroup {
+                    path: path.to_path_buf(),
+                    errno,
+                },
+                None => SpawnError::Sys {
+                    what: "fork",
+                    errno,
+                },
+            })
+        }
     };
     if pid == 0 {
         child.run();
@@ -131,19 +146,6 @@ pub fn spawn(s: &Spawn) -> Result<Spawned, SpawnError> {
         Errno::UnknownErrno
     };
     Err(SpawnError::Child { what, errno })
-}
-
-fn fork_error<'a>(s: &'a Spawn) -> impl FnOnce(Errno) -> SpawnError + 'a {
-    move |errno| match s.cgroup {
-        Some(path) => SpawnError::IntoCgroup {
-            path: path.to_path_buf(),
-            errno,
-        },
-        None => SpawnError::Sys {
-            what: "fork",
-            errno,
-        },
-    }
 }
 
 fn open_cgroup(path: &Path) -> Result<OwnedFd, SpawnError> {

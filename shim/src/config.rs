@@ -11,9 +11,6 @@ use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::Message;
 use serde::Deserialize;
 
-/// Env var carrying the validated configuration (TOML) from `start` to the server.
-pub const CONFIG_ENV: &str = "MYPOD_CONFIG";
-
 /// Errors loading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -111,17 +108,6 @@ impl Config {
             return Ok(Some((text, "(options table from containerd)".into())));
         }
         Ok(None)
-    }
-
-    /// The configuration `start` validated and passed on, or defaults.
-    pub fn from_env() -> Config {
-        match std::env::var(CONFIG_ENV) {
-            Ok(text) => Config::parse(&text, CONFIG_ENV).unwrap_or_else(|e| {
-                log::error!("{e}; using defaults");
-                Config::default()
-            }),
-            Err(_) => Config::default(),
-        }
     }
 }
 

@@ -67,7 +67,6 @@ fn main() {
                 1
             }
         },
-        "serve" => serve::run(args),
         "" => {
             eprintln!("usage: containerd-shim-mypod-v2 [-v] -namespace NS -address ADDR -id ID start|delete");
             2

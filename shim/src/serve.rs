@@ -1,8 +1,9 @@
-//! The serving shim: one per pod. Single-threaded tokio runtime; ttrpc server on the
-//! inherited listener; SIGCHLD reaps (we are the pod's subreaper); SIGTERM tears the pod
+//! The serving shim: one per pod, forked by `start`. Single-threaded tokio runtime; ttrpc
+//! server on the listener `start` bound; SIGCHLD reaps (we are the pod's subreaper); SIGTERM tears the pod
 //! down; the last container's Shutdown ends the process.
 
-use std::os::fd::RawFd;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,55 +11,56 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::args::Args;
+use crate::config::Config;
 use crate::events::Publisher;
 use crate::logger;
 use crate::pod::Pod;
-use crate::start::{LISTEN_FD_ENV, SOCKET_ENV};
 
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("{LISTEN_FD_ENV} is missing or invalid")]
-    NoListener,
     #[error("{0}")]
     Setup(String),
     #[error("ttrpc: {0}")]
     Ttrpc(#[from] ttrpc::Error),
 }
 
+/// What `start` hands the server it forks.
+#[derive(Debug)]
+pub struct Handoff {
+    /// The pod's socket, bound (close-on-exec).
+    pub listener: UnixListener,
+    /// Its path, removed (with its `.pid` file) when the server ends.
+    pub socket: PathBuf,
+    /// runtime.toml as `start` validated it (defaults without one).
+    pub config: Config,
+}
+
 /// Runs the server until the pod is gone; returns the process exit code.
-pub fn run(args: Args) -> i32 {
+pub fn run(args: Args, handoff: Handoff) -> i32 {
     tune_malloc();
-    let config = crate::config::Config::from_env();
+    let Handoff {
+        listener,
+        socket,
+        config,
+    } = handoff;
     logger::init(args.debug || config.debug);
     if let Ok(cwd) = std::env::current_dir() {
         logger::add_bundle(&cwd);
     }
-    let socket = std::env::var(SOCKET_ENV).unwrap_or_default();
-    let code = match serve_blocking(&args, &config) {
+    let code = match serve_blocking(&args, &config, listener) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("shim for pod {}: {e}", args.id);
             1
         }
     };
-    if !socket.is_empty() {
-        let _ = std::fs::remove_file(&socket);
-        let _ = std::fs::remove_file(PathBuf::from(&socket).with_extension("pid"));
-    }
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(socket.with_extension("pid"));
     code
 }
 
-fn serve_blocking(args: &Args, config: &crate::config::Config) -> Result<(), ServeError> {
-    let fd: RawFd = std::env::var(LISTEN_FD_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .ok_or(ServeError::NoListener)?;
-    // SAFETY: fcntl with integer arguments: keep the listener out of our children.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFD);
-        libc::fcntl(fd, libc::F_SETFD, fl | libc::FD_CLOEXEC);
-    }
+fn serve_blocking(args: &Args, config: &Config, listener: UnixListener) -> Result<(), ServeError> {
     mypod_sandbox::process::set_child_subreaper()
         .map_err(|e| ServeError::Setup(format!("become subreaper: {e}")))?;
     // Work from / : the first bundle (our cwd) is deleted while the pod lives on.
@@ -72,7 +74,7 @@ fn serve_blocking(args: &Args, config: &crate::config::Config) -> Result<(), Ser
         .on_thread_stop(trim_malloc)
         .build()
         .map_err(|e| ServeError::Setup(format!("runtime: {e}")))?;
-    rt.block_on(serve(args, config, fd))
+    rt.block_on(serve(args, config, listener.into_raw_fd()))
 }
 
 /// glibc malloc settings for a small, long-lived process, set before any thread exists.
@@ -98,7 +100,7 @@ fn trim_malloc() {
     }
 }
 
-async fn serve(args: &Args, config: &crate::config::Config, fd: RawFd) -> Result<(), ServeError> {
+async fn serve(args: &Args, config: &Config, fd: RawFd) -> Result<(), ServeError> {
     // Register for SIGCHLD before any child exists.
     let mut sigchld = signal(SignalKind::child()).map_err(|e| ServeError::Setup(e.to_string()))?;
     let mut sigterm =
@@ -118,7 +120,8 @@ async fn serve(args: &Args, config: &crate::config::Config, fd: RawFd) -> Result
         namespace: args.namespace.clone(),
     };
     let pod = Arc::new(Pod::new(events.clone(), layout, launcher));
-    // SAFETY: `fd` is the listening socket `start` passed us; nothing else uses it.
+    // SAFETY: `fd` is the listening socket `start` bound, released from its UnixListener:
+    // the server takes sole ownership.
     let server = unsafe { ttrpc::asynchronous::Server::new().add_unix_listener(fd)? };
     let mut server = server.register_service(crate::service::services(pod.clone()));
     server.start().await?;

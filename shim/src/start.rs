@@ -14,13 +14,10 @@ use nix::unistd::ForkResult;
 use sha2::{Digest, Sha256};
 
 use crate::args::Args;
+use crate::config::Config;
 
 /// Where shim sockets live (as runc-v2's): a 0700 directory, never an abstract socket.
 pub const SOCKET_DIR: &str = "/run/containerd/s";
-/// Env var carrying the inherited listener fd to the serving process.
-pub const LISTEN_FD_ENV: &str = "MYPOD_LISTEN_FD";
-/// Env var carrying the socket path to the serving process.
-pub const SOCKET_ENV: &str = "MYPOD_SOCKET";
 
 /// Errors of `start`.
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +55,9 @@ pub fn socket_path(address: &str, namespace: &str, group: &str) -> PathBuf {
 pub fn run(args: &Args) -> Result<String, StartError> {
     let bundle = std::env::current_dir().map_err(io("current dir"))?;
     // Validate runtime.toml now, so a bad file fails the pod's start naming the key.
-    let config = match crate::config::Config::source_from_stdin()? {
-        Some((text, origin)) => {
-            crate::config::Config::parse(&text, &origin)?;
-            Some(text)
-        }
-        None => None,
+    let config = match Config::source_from_stdin()? {
+        Some((text, origin)) => Config::parse(&text, &origin)?,
+        None => Config::default(),
     };
     // A config.json that cannot be read is reported by Create; group by id meanwhile.
     let group = group_of(&bundle).unwrap_or_else(|| args.id.clone());
@@ -84,7 +78,7 @@ pub fn run(args: &Args) -> Result<String, StartError> {
             // Its shim died (the socket refuses): start a new one; the new shim logs it.
             let _ = fs::remove_file(&sock);
         }
-        Some(spawn_server(args, &sock, &group, config.as_deref())?)
+        Some(spawn_server(args, &sock, &group, config)?)
     };
     write_file(&bundle.join("address"), &address)?;
     if let Some(pid) = pid {
@@ -146,19 +140,14 @@ fn write_file(path: &Path, data: &str) -> Result<(), StartError> {
 /// The child becomes the server without an exec: `start` runs no thread, so its forked
 /// copy may run any code, and the pod's first Create does not wait for the binary to be
 /// loaded and linked a second time (about 3 ms of every pod start here).
-fn spawn_server(
-    args: &Args,
-    sock: &Path,
-    group: &str,
-    config: Option<&str>,
-) -> Result<u32, StartError> {
+fn spawn_server(args: &Args, sock: &Path, group: &str, config: Config) -> Result<u32, StartError> {
     let listener = UnixListener::bind(sock).map_err(io(format!("listen on {}", sock.display())))?;
     // SAFETY: this process is single-threaded (`start` starts no thread), so the child
     // is a complete copy that may allocate, lock and run any code.
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(io("fork the serving shim")(e.into())),
         Ok(ForkResult::Child) => {
-            let code = become_server(args, sock, group, config, listener.as_raw_fd());
+            let code = become_server(args, sock, group, config, listener);
             std::process::exit(code)
         }
         Ok(ForkResult::Parent { child }) => {
@@ -175,8 +164,8 @@ fn become_server(
     args: &Args,
     sock: &Path,
     group: &str,
-    config: Option<&str>,
-    listener: RawFd,
+    config: Config,
+    listener: UnixListener,
 ) -> i32 {
     // Its own session, out of containerd's process group.
     let _ = nix::unistd::setsid();
@@ -188,15 +177,17 @@ fn become_server(
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
     }
-    close_fds_except(listener);
+    close_fds_except(listener.as_raw_fd());
     show_as_serving();
-    std::env::set_var(LISTEN_FD_ENV, listener.to_string());
-    std::env::set_var(SOCKET_ENV, sock);
-    std::env::set_var(crate::config::CONFIG_ENV, config.unwrap_or_default());
     let mut serve = args.clone();
     serve.id = group.to_string();
     serve.action = "serve".to_string();
-    crate::serve::run(serve)
+    let handoff = crate::serve::Handoff {
+        listener,
+        socket: sock.to_path_buf(),
+        config,
+    };
+    crate::serve::run(serve, handoff)
 }
 
 /// Turns the trailing `start` of this process's command line into `serve`, in place, so

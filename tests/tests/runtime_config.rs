@@ -45,3 +45,29 @@ fn bad_config_names_the_key(c: &Containerd) {
     assert_eq!(ok.exit_code(), 0, "{ok}");
 }
 per_version!(bad_config_names_the_key);
+
+/// The server `start` forks gets the configuration `start` read: with `setup_timeout = 1`
+/// a container whose setup takes 4 s (a createContainer hook, which runs before the
+/// process reports Ready) fails after about a second; the default (120 s) would let it
+/// start.
+fn setup_timeout_reaches_the_server(c: &Containerd) {
+    if !c.is_mypod() {
+        return;
+    }
+    let path = write(c, "short.toml", "[container]\nsetup_timeout = 1\n");
+    let flag = format!("--runtime-config-path={path}");
+    let mut spec = c.config_spec("slowsetup", &["/bin/true"]);
+    spec["hooks"] = serde_json::json!({
+        "createContainer": [{ "path": "/bin/sleep", "args": ["sleep", "4"] }]
+    });
+    let began = std::time::Instant::now();
+    let out = c.run_config("slowsetup", &[&flag], &spec);
+    let took = began.elapsed();
+    out.assert_failure();
+    assert!(
+        took < std::time::Duration::from_millis(3500),
+        "setup_timeout = 1 was not applied: the failure took {took:?}\n{out}"
+    );
+    c.assert_clean("slowsetup");
+}
+per_version!(setup_timeout_reaches_the_server);
