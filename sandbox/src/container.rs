@@ -18,12 +18,14 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use oci_spec::runtime::{Process as ProcessSpec, Spec};
 
 use crate::cgroup::{Cgroup, CgroupError, Layout};
 use crate::console::{self, ConsoleError};
+use crate::exe::HelperExe;
 use crate::freezer::{self, FreezerError};
 use crate::hooks::{self, HookError};
 use crate::mount::{self, MountError, MountSpec};
@@ -83,8 +85,8 @@ pub enum ContainerError {
 /// How to launch processes: the helper binary and limits.
 #[derive(Debug, Clone)]
 pub struct Launcher {
-    /// The helper binary (normally /proc/self/exe of the shim).
-    pub init_exe: PathBuf,
+    /// The helper binary (the shim's own), sealed read-only: see [`crate::exe`].
+    pub init_exe: Arc<HelperExe>,
     /// How long setup may take before it is given up.
     pub setup_timeout: Duration,
     /// containerd namespace (for logging binaries).
@@ -300,7 +302,7 @@ impl Container {
                 let s = mounts.get(i)?.source().clone()?;
                 Some(if s.is_absolute() { s } else { base.join(s) })
             };
-            crate::idmap::prepare(idmaps, source, &opts.launcher.init_exe)
+            crate::idmap::prepare(idmaps, source, opts.launcher.init_exe.path())
                 .map_err(SpecError::from)?
         };
         let join = cgroup.join();
@@ -814,7 +816,7 @@ const MAX_TREES: usize = 32;
 /// in the cgroup2 directory `cgroup2` if given. Returns the shim's end of the channel,
 /// the trace of the launch, and whether the helper was born in `cgroup2`.
 fn spawn_init(
-    exe: &Path,
+    exe: &HelperExe,
     stdio: [OwnedFd; 3],
     console: Option<i32>,
     trees: &[i32],
@@ -843,13 +845,14 @@ fn spawn_init(
             .map(|(i, fd)| (*fd, FIRST_TREE_FD + i as i32)),
     );
     let child = spawn::spawn(&spawn::Spawn {
-        exe,
+        exe: exe.path(),
+        exe_fd: Some(exe.fd()),
         args: &["init"],
         fds: &fds,
         cgroup: cgroup2,
     })
     .map_err(|source| ContainerError::Spawn {
-        exe: exe.to_path_buf(),
+        exe: exe.path().to_path_buf(),
         source,
     })?;
     let trace = Trace {

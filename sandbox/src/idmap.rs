@@ -94,8 +94,12 @@ pub fn parse(config: &[u8]) -> Result<Vec<MountIdmap>, IdmapError> {
         if !bind {
             return Err(bad("only bind mounts can be idmapped"));
         }
-        if uid.iter().chain(&gid).any(|r| r.size == 0) {
-            return Err(bad("an id mapping of size 0"));
+        for (what, ranges) in [("uidMappings", &uid), ("gidMappings", &gid)] {
+            for (i, r) in ranges.iter().enumerate() {
+                let field = format!("{what}[{i}]");
+                crate::ids::check_range(&field, r.container_id, r.host_id, r.size)
+                    .map_err(|e| bad(&e.to_string()))?;
+            }
         }
         let recursive = has("ridmap") || (has("rbind") && !has("idmap"));
         out.push(MountIdmap {
@@ -271,6 +275,17 @@ mod tests {
         .unwrap_err();
         assert!(
             e.to_string().contains("both uidMappings and gidMappings"),
+            "{e}"
+        );
+        let e = parse(
+            br#"{"mounts":[{"destination":"/b","type":"bind","source":"/s","options":["idmap"],
+                 "uidMappings":[{"containerID":0,"hostID":1,"size":1}],
+                 "gidMappings":[{"containerID":4294967295,"hostID":1,"size":1}]}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("mounts[0]: gidMappings[0].containerID + size - 1: 4294967295"),
             "{e}"
         );
     }

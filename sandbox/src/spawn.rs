@@ -47,7 +47,10 @@ const HIGH_FD: RawFd = 64;
 /// in the child); the caller's other descriptors must be close-on-exec.
 #[derive(Debug)]
 pub struct Spawn<'a> {
+    /// The program's path: argv[0], and what is exec'd unless `exe_fd` is given.
     pub exe: &'a Path,
+    /// The program as a descriptor (see [`crate::exe`]): exec'd with execveat(2).
+    pub exe_fd: Option<RawFd>,
     pub args: &'a [&'a str],
     pub fds: &'a [(RawFd, RawFd)],
     /// A cgroup2 directory to start the child in.
@@ -98,6 +101,7 @@ pub fn spawn(s: &Spawn) -> Result<Spawned, SpawnError> {
         exe: exe.as_ptr(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
+        exe_fd: s.exe_fd,
         fds: s.fds,
         report: report_wr.as_raw_fd(),
     };
@@ -218,6 +222,7 @@ fn fork(cgroup: Option<RawFd>) -> Result<i32, Errno> {
 /// Everything the child needs, prepared before the fork: it allocates nothing.
 struct Child<'a> {
     exe: *const libc::c_char,
+    exe_fd: Option<RawFd>,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     fds: &'a [(RawFd, RawFd)],
@@ -227,6 +232,16 @@ struct Child<'a> {
 impl Child<'_> {
     /// Places the descriptors, resets cwd and signals, and execs; never returns.
     fn run(&self) -> ! {
+        // The program's descriptor moves above every target first, so that no
+        // placement below overwrites it.
+        let exe_fd = match self.exe_fd {
+            // SAFETY: fcntl on an fd number; async-signal-safe.
+            Some(fd) => match unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) } {
+                h if h < 0 => self.fail(0),
+                h => Some(h),
+            },
+            None => None,
+        };
         let mut high = [-1 as RawFd; MAX_FDS];
         for (i, (src, _)) in self.fds.iter().enumerate() {
             // SAFETY: fcntl on an fd number; async-signal-safe.
@@ -263,7 +278,21 @@ impl Child<'_> {
         }
         // SAFETY: the pointers were made from CStrings and NULL-terminated arrays that
         // the parent keeps alive (this is its copied memory); execve is async-signal-safe.
-        unsafe { libc::execve(self.exe, self.argv, self.envp) };
+        unsafe {
+            match exe_fd {
+                // An ELF binary runs from a close-on-exec descriptor: the kernel has
+                // opened it before it closes the descriptors.
+                Some(fd) => libc::syscall(
+                    libc::SYS_execveat,
+                    fd,
+                    c"".as_ptr(),
+                    self.argv,
+                    self.envp,
+                    libc::AT_EMPTY_PATH,
+                ),
+                None => libc::execve(self.exe, self.argv, self.envp) as libc::c_long,
+            }
+        };
         self.fail(4)
     }
 
@@ -319,6 +348,7 @@ mod tests {
         usr1.thread_block().unwrap();
         let s = Spawn {
             exe: Path::new("/bin/sh"),
+            exe_fd: None,
             args: &["-c", script],
             fds: &[(theirs.as_raw_fd(), 3)],
             cgroup: None,
@@ -345,6 +375,29 @@ mod tests {
         assert_eq!(mask("SigIgn:") & (1 << (libc::SIGPIPE - 1)), 0, "{out}");
     }
 
+    /// A program given as a descriptor runs from it, even when the descriptor's number
+    /// is one of the places the child's descriptors go to.
+    #[test]
+    fn program_runs_from_its_descriptor() {
+        let prog = std::fs::File::open("/bin/echo").unwrap();
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        let n = prog.as_raw_fd();
+        // The channel lands on the program's own number: it must have moved away first.
+        let s = Spawn {
+            exe: Path::new("/nonexistent/echo"),
+            exe_fd: Some(n),
+            args: &["from-fd"],
+            fds: &[(theirs.as_raw_fd(), 1), (theirs.as_raw_fd(), n)],
+            cgroup: None,
+        };
+        let child = spawn(&s).unwrap();
+        drop(theirs);
+        let mut out = String::new();
+        ours.read_to_string(&mut out).unwrap();
+        assert_eq!(wait(child.pid), 0);
+        assert_eq!(out, "from-fd\n");
+    }
+
     /// Where the host has a writable cgroup2 tree (CI's hybrid VM, as root), a child
     /// is born in the cgroup it is given.
     #[test]
@@ -367,6 +420,7 @@ mod tests {
         let (mut ours, theirs) = UnixStream::pair().unwrap();
         let s = Spawn {
             exe: Path::new("/bin/cat"),
+            exe_fd: None,
             args: &["/proc/self/cgroup"],
             fds: &[(theirs.as_raw_fd(), 1)],
             cgroup: Some(&dir),
@@ -388,6 +442,7 @@ mod tests {
     fn a_missing_program_is_reported_with_its_errno() {
         let s = Spawn {
             exe: Path::new("/nonexistent/helper"),
+            exe_fd: None,
             args: &[],
             fds: &[],
             cgroup: None,
@@ -409,6 +464,7 @@ mod tests {
     fn a_bad_source_fd_is_reported() {
         let s = Spawn {
             exe: Path::new("/bin/true"),
+            exe_fd: None,
             args: &[],
             fds: &[(1000, 3)],
             cgroup: None,
@@ -430,6 +486,7 @@ mod tests {
     fn a_missing_cgroup_is_named() {
         let s = Spawn {
             exe: Path::new("/bin/true"),
+            exe_fd: None,
             args: &[],
             fds: &[],
             cgroup: Some(Path::new("/nonexistent/cgroup")),

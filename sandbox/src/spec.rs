@@ -42,6 +42,9 @@ pub enum SpecError {
     Seccomp { field: String, reason: String },
     #[error(transparent)]
     Idmap(#[from] crate::idmap::IdmapError),
+    /// A uid or gid out of range (see [`crate::ids`]).
+    #[error("config.json: {0}")]
+    Id(#[from] crate::ids::IdError),
     /// A bad hook; `field` is its path, e.g. `hooks.poststop[0].path`.
     #[error("config.json: {field}: {reason}")]
     Hook { field: String, reason: String },
@@ -90,6 +93,7 @@ pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<(), Spec
             reason: "no command to run".into(),
         });
     }
+    crate::ids::check_user("process.user", process.user())?;
     if process
         .apparmor_profile()
         .as_ref()
@@ -133,6 +137,7 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
         if let Some(p) = linux.personality() {
             crate::sched::validate_personality(p)?;
         }
+        validate_linux_ids(linux)?;
         if linux.intel_rdt().is_some() {
             return unsupported("linux.intelRdt");
         }
@@ -183,6 +188,29 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
                 field: "linux.uidMappings",
                 reason: "a new user namespace needs uid and gid mappings".into(),
             });
+        }
+    }
+    Ok(())
+}
+
+/// The ids of `linux`: the user namespace's uid and gid maps and the device owners.
+fn validate_linux_ids(linux: &oci_spec::runtime::Linux) -> Result<(), SpecError> {
+    let maps = [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ];
+    for (field, ranges) in maps {
+        for (i, r) in ranges.iter().flatten().enumerate() {
+            let field = format!("{field}[{i}]");
+            crate::ids::check_range(&field, r.container_id(), r.host_id(), r.size())?;
+        }
+    }
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        if let Some(uid) = d.uid() {
+            crate::ids::check(|| format!("linux.devices[{i}].uid"), uid)?;
+        }
+        if let Some(gid) = d.gid() {
+            crate::ids::check(|| format!("linux.devices[{i}].gid"), gid)?;
         }
     }
     Ok(())
@@ -551,6 +579,42 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("uidMappings"));
+    }
+
+    #[test]
+    fn ids_that_set_id_would_read_as_unchanged_are_refused() {
+        let cases = [
+            (r#""uid":0"#, r#""uid":4294967295"#, "process.user.uid"),
+            (r#""gid":0"#, r#""gid":4294967295"#, "process.user.gid"),
+            (
+                r#""gid":0"#,
+                r#""gid":0,"additionalGids":[4294967295]"#,
+                "process.user.additionalGids[0]",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let e = validate(&spec(&MIN.replace(from, to)))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains("0-2147483647"), "{to}: {e}");
+        }
+        let linux = |l: &str| spec(&MIN.replace(r#""root""#, &format!(r#""linux":{l},"root""#)));
+        let map = r#"[{"containerID":0,"hostID":100000,"size":65536}]"#;
+        let bad = r#"[{"containerID":0,"hostID":4294967295,"size":1}]"#;
+        let e = validate(&linux(&format!(
+            r#"{{"namespaces":[{{"type":"user"}}],"uidMappings":{map},"gidMappings":{bad}}}"#
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("linux.gidMappings[0].hostID"), "{e}");
+        validate(&linux(&format!(
+            r#"{{"namespaces":[{{"type":"user"}}],"uidMappings":{map},"gidMappings":{map}}}"#
+        )))
+        .unwrap();
+        let dev =
+            r#"{"devices":[{"path":"/dev/x","type":"c","major":1,"minor":3,"uid":4294967295}]}"#;
+        let e = validate(&linux(dev)).unwrap_err().to_string();
+        assert!(e.contains("linux.devices[0].uid"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::events::Publisher;
 use crate::logger;
 use crate::pod::Pod;
+use mypod_sandbox::exe::HelperExe;
 
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,8 @@ pub struct Handoff {
     pub socket: PathBuf,
     /// runtime.toml as `start` validated it (defaults without one).
     pub config: Config,
+    /// The shim's binary, sealed read-only for the helpers (see mypod_sandbox::exe).
+    pub helper: HelperExe,
 }
 
 /// Runs the server until the pod is gone; returns the process exit code.
@@ -43,12 +46,13 @@ pub fn run(args: Args, handoff: Handoff) -> i32 {
         listener,
         socket,
         config,
+        helper,
     } = handoff;
     logger::init(args.debug || config.debug);
     if let Ok(cwd) = std::env::current_dir() {
         logger::add_bundle(&cwd);
     }
-    let code = match serve_blocking(&args, &config, listener) {
+    let code = match serve_blocking(&args, &config, listener, helper) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("shim for pod {}: {e}", args.id);
@@ -60,7 +64,12 @@ pub fn run(args: Args, handoff: Handoff) -> i32 {
     code
 }
 
-fn serve_blocking(args: &Args, config: &Config, listener: UnixListener) -> Result<(), ServeError> {
+fn serve_blocking(
+    args: &Args,
+    config: &Config,
+    listener: UnixListener,
+    helper: HelperExe,
+) -> Result<(), ServeError> {
     mypod_sandbox::process::set_child_subreaper()
         .map_err(|e| ServeError::Setup(format!("become subreaper: {e}")))?;
     // Work from / : the first bundle (our cwd) is deleted while the pod lives on.
@@ -74,7 +83,7 @@ fn serve_blocking(args: &Args, config: &Config, listener: UnixListener) -> Resul
         .on_thread_stop(trim_malloc)
         .build()
         .map_err(|e| ServeError::Setup(format!("runtime: {e}")))?;
-    rt.block_on(serve(args, config, listener.into_raw_fd()))
+    rt.block_on(serve(args, config, listener.into_raw_fd(), helper))
 }
 
 /// glibc malloc settings for a small, long-lived process, set before any thread exists.
@@ -100,7 +109,12 @@ fn trim_malloc() {
     }
 }
 
-async fn serve(args: &Args, config: &Config, fd: RawFd) -> Result<(), ServeError> {
+async fn serve(
+    args: &Args,
+    config: &Config,
+    fd: RawFd,
+    helper: HelperExe,
+) -> Result<(), ServeError> {
     // Register for SIGCHLD before any child exists.
     let mut sigchld = signal(SignalKind::child()).map_err(|e| ServeError::Setup(e.to_string()))?;
     let mut sigterm =
@@ -112,10 +126,8 @@ async fn serve(args: &Args, config: &Config, fd: RawFd) -> Result<(), ServeError
     let events = Publisher::start(ttrpc_address, args.namespace.clone());
     let layout =
         mypod_sandbox::cgroup::Layout::detect().map_err(|e| ServeError::Setup(e.to_string()))?;
-    let exe =
-        std::env::current_exe().map_err(|e| ServeError::Setup(format!("own executable: {e}")))?;
     let launcher = mypod_sandbox::Launcher {
-        init_exe: exe,
+        init_exe: Arc::new(helper),
         setup_timeout: Duration::from_secs(config.container.setup_timeout),
         namespace: args.namespace.clone(),
     };

@@ -24,6 +24,8 @@ pub const SOCKET_DIR: &str = "/run/containerd/s";
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Exe(#[from] mypod_sandbox::exe::ExeError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -141,13 +143,17 @@ fn write_file(path: &Path, data: &str) -> Result<(), StartError> {
 /// copy may run any code, and the pod's first Create does not wait for the binary to be
 /// loaded and linked a second time (about 3 ms of every pod start here).
 fn spawn_server(args: &Args, sock: &Path, group: &str, config: Config) -> Result<u32, StartError> {
+    // Containers reach the helper's binary through /proc/PID/exe: sealed here, so that a
+    // kernel that cannot seal it fails the start with the reason (see mypod_sandbox::exe).
+    let exe = std::env::current_exe().map_err(io("own executable"))?;
+    let helper = mypod_sandbox::exe::HelperExe::seal(&exe)?;
     let listener = UnixListener::bind(sock).map_err(io(format!("listen on {}", sock.display())))?;
     // SAFETY: this process is single-threaded (`start` starts no thread), so the child
     // is a complete copy that may allocate, lock and run any code.
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(io("fork the serving shim")(e.into())),
         Ok(ForkResult::Child) => {
-            let code = become_server(args, sock, group, config, listener);
+            let code = become_server(args, sock, group, config, listener, helper);
             std::process::exit(code)
         }
         Ok(ForkResult::Parent { child }) => {
@@ -166,6 +172,7 @@ fn become_server(
     group: &str,
     config: Config,
     listener: UnixListener,
+    helper: mypod_sandbox::exe::HelperExe,
 ) -> i32 {
     // Its own session, out of containerd's process group.
     let _ = nix::unistd::setsid();
@@ -177,7 +184,7 @@ fn become_server(
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
     }
-    close_fds_except(listener.as_raw_fd());
+    close_fds_except(&[listener.as_raw_fd(), helper.fd()]);
     show_as_serving();
     let mut serve = args.clone();
     serve.id = group.to_string();
@@ -186,6 +193,7 @@ fn become_server(
         listener,
         socket: sock.to_path_buf(),
         config,
+        helper,
     };
     crate::serve::run(serve, handoff)
 }
@@ -220,12 +228,12 @@ fn show_as_serving() {
     }
 }
 
-/// Closes every descriptor from 3 up except `keep`.
-fn close_fds_except(keep: RawFd) {
+/// Closes every descriptor from 3 up except those in `keep`.
+fn close_fds_except(keep: &[RawFd]) {
     let open: Vec<RawFd> = match fs::read_dir("/proc/self/fd") {
         Ok(dir) => dir
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|&fd| fd > 2 && fd != keep)
+            .filter(|&fd| fd > 2 && !keep.contains(&fd))
             .collect(),
         Err(_) => return,
     };

@@ -106,6 +106,22 @@ pub fn pids_rooted_under(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// Processes executing `file` (the same inode, whatever path or mount they run it from).
+pub fn pids_running(file: &Path) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(want) = fs::metadata(file) else {
+        return Vec::new();
+    };
+    procfs::pids()
+        .into_iter()
+        .filter(|&p| procfs::alive(p))
+        .filter(|&p| {
+            fs::metadata(format!("/proc/{p}/exe"))
+                .is_ok_and(|m| (m.dev(), m.ino()) == (want.dev(), want.ino()))
+        })
+        .collect()
+}
+
 /// Every cgroup hierarchy root: /sys/fs/cgroup itself (v2) and each mounted /sys/fs/cgroup/*.
 fn hierarchies() -> Vec<PathBuf> {
     let mut out = vec![PathBuf::from("/sys/fs/cgroup")];

@@ -117,6 +117,18 @@ impl Spawned {
         Spawned::spawn(cmd)
     }
 
+    /// Starts `cmd` with stdin a pipe that stays open, with nothing written to it, until
+    /// [`Spawned::close_stdin`] (or the end).
+    pub fn start_holding_stdin(mut cmd: Command) -> Spawned {
+        cmd.stdin(Stdio::piped());
+        Spawned::spawn(cmd)
+    }
+
+    /// Closes the child's stdin (EOF), if it is a pipe of ours.
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
     /// Starts `cmd` with stdout/stderr captured and stdin as the caller set it.
     fn spawn(mut cmd: Command) -> Spawned {
         let argv = describe(&cmd);

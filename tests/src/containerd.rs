@@ -61,9 +61,17 @@ pub struct Builder {
     with_runc: bool,
     cri: bool,
     sandbox_image: SandboxImage,
+    shim_copy: bool,
 }
 
 impl Builder {
+    /// Put a copy of the mypod shim on containerd's PATH instead of a link to the built
+    /// one, for tests that try to overwrite it (see [`Containerd::shim_copy_path`]).
+    pub fn shim_copy(mut self, yes: bool) -> Self {
+        self.shim_copy = yes;
+        self
+    }
+
     /// The runtime type `run`/`run_detached` pass to `ctr --runtime`.
     pub fn runtime(mut self, runtime: &str) -> Self {
         self.runtime = runtime.to_string();
@@ -131,6 +139,7 @@ impl Containerd {
             with_runc,
             cri: false,
             sandbox_image: SandboxImage::Pause,
+            shim_copy: false,
         }
     }
 
@@ -162,7 +171,11 @@ impl Containerd {
         // containerd's PATH: only what the test asked for. No runc unless with_runc.
         let bin = dir.join("bin");
         let shim = shim_path();
-        if shim.is_file() {
+        if shim.is_file() && b.shim_copy {
+            let to = bin.join("containerd-shim-mypod-v2");
+            fs::copy(&shim, &to)
+                .unwrap_or_else(|e| panic!("cp {} {}: {e}", shim.display(), to.display()));
+        } else if shim.is_file() {
             link(&shim, &bin.join("containerd-shim-mypod-v2"));
         } else {
             assert!(
@@ -295,6 +308,11 @@ impl Containerd {
     }
 
     /// The instance's private temp dir.
+    /// The instance's own copy of the shim (with `Builder::shim_copy`).
+    pub fn shim_copy_path(&self) -> PathBuf {
+        self.dir.join("bin").join("containerd-shim-mypod-v2")
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -40,12 +40,20 @@ macro_rules! per_version {
     ($name:ident) => {
         $crate::per_version!($name: v1_6, v1_7, v2_1);
     };
+    ($name:ident with $f:path) => {
+        $crate::per_version!($name with $f: v1_6, v1_7, v2_1);
+    };
     ($name:ident: $($v:ident),+ $(,)?) => {
+        $crate::per_version!($name with ::std::convert::identity: $($v),+);
+    };
+    ($name:ident with $f:path: $($v:ident),+ $(,)?) => {
         mod $name {
+            #[allow(unused_imports)]
+            use super::*;
             $(
                 #[test]
                 fn $v() {
-                    let c = $crate::Containerd::start(stringify!($v));
+                    let c = $f($crate::Containerd::builder(stringify!($v))).start();
                     super::$name(&c);
                 }
             )+

@@ -167,3 +167,109 @@ fn works_after_failures(c: &Containerd) {
     }
 }
 per_version!(works_after_failures);
+
+/// Issue 13: an id that set*id(2) would read as "unchanged" ((uid_t)-1 = 4294967295) or any
+/// id above 2^31-1 is refused, naming the field, wherever it would reach the kernel: the
+/// process's uid, gid and additional gids, the user namespace's maps, an idmapped mount's
+/// maps, and an exec's user. Before the fix uid 4294967295 ran the container as root.
+fn out_of_range_ids_are_refused(c: &Containerd) {
+    let minus_one = json!(4294967295u32);
+    let userns = |spec: &mut serde_json::Value, uid_host: serde_json::Value| {
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        spec["linux"]["uidMappings"] =
+            json!([{"containerID": 0, "hostID": uid_host, "size": 65536}]);
+        spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    };
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, &str, Edit)> = vec![
+        ("uid", "process.user.uid", {
+            let v = minus_one.clone();
+            Box::new(move |s| s["process"]["user"]["uid"] = v.clone())
+        }),
+        ("gid", "process.user.gid", {
+            let v = minus_one.clone();
+            Box::new(move |s| s["process"]["user"]["gid"] = v.clone())
+        }),
+        ("uid-2-31", "process.user.uid", {
+            Box::new(|s| s["process"]["user"]["uid"] = json!(2147483648u32))
+        }),
+        ("groups", "process.user.additionalGids[1]", {
+            let v = minus_one.clone();
+            Box::new(move |s| s["process"]["user"]["additionalGids"] = json!([10, v.clone()]))
+        }),
+        ("userns", "linux.uidMappings[0].hostID", {
+            Box::new(move |s| userns(s, json!(4294901760u32)))
+        }),
+        ("idmap", "mounts[", {
+            Box::new(|s| {
+                s["mounts"].as_array_mut().unwrap().push(json!({
+                    "destination": "/idm", "type": "bind", "source": "/tmp",
+                    "options": ["rbind", "idmap"],
+                    "uidMappings": [{"containerID": 0, "hostID": 4294967295u32, "size": 1}],
+                    "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                }))
+            })
+        }),
+    ];
+    for (id, field, edit) in &cases {
+        let mut spec = c.config_spec(id, &["/bin/sh", "-c", "id -u; id -G"]);
+        edit(&mut spec);
+        let out = c.run_config(id, &[], &spec);
+        out.assert_failure();
+        assert!(
+            out.stderr.contains(field) && out.stderr.contains("0-2147483647"),
+            "{id}: the error should name {field} and the valid range:\n{out}"
+        );
+        c.assert_clean(id);
+    }
+
+    // An exec's user, the way an image's USER reaches it: a name that the container's
+    // /etc/passwd maps to 4294967295 (ctr resolves it there).
+    let passwd = "echo 'evil:x:4294967295:0::/:/bin/sh' >> /etc/passwd && exec sleep 600";
+    c.run_detached("host", &[], &["/bin/sh", "-c", passwd]);
+    let written = (0..50).any(|i| {
+        let e = format!("check{i}");
+        let grep = [
+            "tasks",
+            "exec",
+            "--exec-id",
+            &e,
+            "host",
+            "grep",
+            "-q",
+            "evil",
+            "/etc/passwd",
+        ];
+        c.ctr(&grep).success() || {
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(written, "the container never wrote its /etc/passwd");
+    let out = c.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "root",
+        "--user",
+        "evil",
+        "host",
+        "id",
+        "-u",
+    ]);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("process.user.uid") && out.stderr.contains("0-2147483647"),
+        "the exec's error should name process.user.uid:\n{out}"
+    );
+    assert!(!out.stdout.contains('0'), "the exec ran:\n{out}");
+    // The container is untouched and still serves execs.
+    let out = c.ctr(&["tasks", "exec", "--exec-id", "ok", "host", "id", "-u"]);
+    assert_eq!((out.exit_code(), out.stdout.as_str()), (0, "0\n"), "{out}");
+    c.kill_and_remove("host");
+    c.assert_clean("host");
+}
+per_version!(out_of_range_ids_are_refused);

@@ -1,5 +1,6 @@
 //! Issue 2: isolation the default spec asks for: read-only rootfs, capability sets,
-//! no_new_privs, masked and read-only paths.
+//! no_new_privs, masked and read-only paths. Issue 13: the shim's binary is read-only
+//! from inside a container.
 
 use std::time::Duration;
 
@@ -321,3 +322,143 @@ fn device_nodes_outside_the_rules_cannot_be_opened(c: &Containerd) {
     c.assert_clean("devdeny");
 }
 per_version!(device_nodes_outside_the_rules_cannot_be_opened);
+
+/// Issue 13 (the runc CVE-2019-5736 class): a container gets the setup helper to exec a
+/// script whose interpreter is `/proc/self/exe`, so the kernel runs the shim's binary again
+/// inside the container; the container opens `/proc/PID/exe` of that process and holds the
+/// handle. It must find the binary read-only: no write through the handle while the shim
+/// runs, nor once no shim runs from the file any more (when ETXTBSY no longer protects it) —
+/// tried by a survivor holding the very handle the container got, as any process the
+/// container passed it to could. Runs against a copy of the shim, never the built one.
+fn shim_binary_is_read_only_through_proc_exe(c: &Containerd) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    if !c.is_mypod() {
+        eprintln!("skipped: the attack targets mypod's own binary");
+        return;
+    }
+    let copy = c.shim_copy_path();
+    let before = std::fs::read(&copy).expect("read the shim copy");
+    let report = c.dir().join("scratch").join("attack");
+    std::fs::create_dir_all(&report).unwrap();
+    // The shim is dynamically linked: the container needs the host's loader and libraries
+    // (read-only) for the kernel to run it, as an image with glibc would provide.
+    let libs = std::fs::canonicalize("/lib/x86_64-linux-gnu").unwrap();
+    let loader = std::fs::canonicalize("/lib64").unwrap();
+    let mounts = [
+        format!(
+            "type=bind,src={},dst=/lib/x86_64-linux-gnu,options=rbind:ro",
+            libs.display()
+        ),
+        format!(
+            "type=bind,src={},dst=/lib64,options=rbind:ro",
+            loader.display()
+        ),
+        format!(
+            "type=bind,src={},dst=/report,options=rbind:rw",
+            report.display()
+        ),
+    ];
+    let attacker = "printf '#!/proc/self/exe userns\\n' > /evil && chmod +x /evil || exit 1
+        : > /report/ready
+        p=; i=0
+        while [ -z \"$p\" ] && [ $i -lt 400 ]; do
+          for d in /proc/[0-9]*; do
+            case \"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\" in
+              '/proc/self/exe userns /evil '*) p=${d#/proc/} ;;
+            esac
+          done
+          i=$((i+1)); usleep 50000
+        done
+        [ -n \"$p\" ] || { echo 'no re-exec of the shim seen' > /report/result; exec sleep 600; }
+        exec 3< /proc/$p/exe || { echo 'cannot open /proc/PID/exe' > /report/result; exec sleep 600; }
+        if printf MYPOD-WAS-HERE 2>/report/err >> /proc/self/fd/3; then
+          echo 'write: OPENED' > /report/result
+        else
+          echo \"write: $(cat /report/err)\" > /report/result
+        fi
+        while :; do sleep 1; done";
+    let mut flags: Vec<&str> = Vec::new();
+    for m in &mounts {
+        flags.extend(["--mount", m]);
+    }
+    c.run_detached("victim", &flags, &["/bin/sh", "-c", attacker]);
+    let wait_for = |name: &str| {
+        let path = report.join(name);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !path.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", path.display(), c.log_tail(40)))
+    };
+    wait_for("ready");
+    let mut evil = mypod_tests::command::Spawned::start_holding_stdin(c.ctr_command(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "evil",
+        "victim",
+        "/evil",
+    ]));
+    let result = wait_for("result");
+    // The survivor: the container's own handle, taken over while the container holds it.
+    let holder = c.task("victim").expect("victim task").pid;
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(format!("/proc/{holder}/fd/3"))
+        .unwrap_or_else(|e| panic!("the attacker holds no handle ({e}); it said: {result}"));
+    let (h, f) = (
+        handle.metadata().unwrap(),
+        std::fs::metadata(&copy).unwrap(),
+    );
+    assert_eq!(
+        (h.dev(), h.ino()),
+        (f.dev(), f.ino()),
+        "the container's handle must be the shim's binary for this test to mean anything; the attacker said: {result}"
+    );
+    // While a shim runs from the file the kernel answers ETXTBSY before it looks at the
+    // mount (EROFS); either way the open must fail.
+    assert!(
+        result.contains("Read-only file system") || result.contains("Text file busy"),
+        "inside the container, opening the shim's binary for writing must fail: {result}"
+    );
+    evil.close_stdin();
+    let out = evil.wait(Duration::from_secs(30));
+    assert!(
+        !out.timed_out,
+        "the re-exec'd shim did not end on EOF:\n{out}"
+    );
+    c.kill_and_remove("victim");
+    c.assert_clean_within("victim", Duration::from_secs(10));
+    // No process runs the copy any more (the pod's shim is gone): ETXTBSY no longer guards it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !mypod_tests::cleanup::pids_running(&copy).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a process still runs the copy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reopened = std::fs::OpenOptions::new()
+        .append(true)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+    match reopened {
+        Ok(mut f) => {
+            use std::io::Write;
+            let _ = f.write_all(b"MYPOD-WAS-HERE");
+            panic!("the container's handle to the shim's binary opened for writing");
+        }
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}"),
+    }
+    assert!(
+        std::fs::read(&copy).unwrap() == before,
+        "the shim's binary changed"
+    );
+}
+per_version!(shim_binary_is_read_only_through_proc_exe with copy_the_shim);
+
+fn copy_the_shim(b: mypod_tests::containerd::Builder) -> mypod_tests::containerd::Builder {
+    b.shim_copy(true)
+}

@@ -108,6 +108,9 @@ pub fn user_and_caps(p: &Process, in_userns: bool) -> Result<(), InitError> {
         }
     }
     let u = p.user();
+    // Checked when the spec was read; checked again here, at the only place ids reach
+    // set*id(2), because (uid_t)-1 would silently keep uid 0.
+    crate::ids::check_user("process.user", u).map_err(|e| InitError::Invalid(e.to_string()))?;
     nix::sys::prctl::set_keepcaps(true).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
     let groups: Vec<Gid> = u
         .additional_gids()
