@@ -21,6 +21,7 @@ pub mod oom;
 pub mod process;
 pub mod resources;
 pub mod sched;
+pub(crate) mod seccomp;
 pub mod spawn;
 pub mod spec;
 pub mod stats;

@@ -10,7 +10,6 @@ mod exec;
 mod namespaces;
 mod paths;
 mod rootfs;
-pub(crate) mod seccomp;
 mod security;
 mod terminal;
 
@@ -21,6 +20,7 @@ use std::os::unix::net::UnixStream;
 use nix::unistd::{fork, ForkResult};
 
 use crate::hooks;
+use crate::seccomp;
 use crate::wire::{self, InitMsg, InitRequest, WireError};
 
 /// The fd the shim passes the channel on.
