@@ -7,14 +7,15 @@
 # reaches the host. Needs root and /dev/kvm; installs qemu-system-x86 and busybox-static with apt
 # and unpacks the kernel package under .cache/cgroup2-vm/ (apt-get download + dpkg -x).
 #
-#   scripts/cgroup2-vm.sh                          # every ctr e2e test file (not cri_*), 3 versions
-#   scripts/cgroup2-vm.sh --test first_light hello # one file, tests matching "hello"
-#   scripts/cgroup2-vm.sh --test exec -- v2_1      # args after the --test options (and after
-#                                                  # `--`) go to each test binary (libtest args)
+#   scripts/cgroup2-vm.sh                          # every ctr e2e test module (not cri_*), 3 versions
+#   scripts/cgroup2-vm.sh --test first_light::hello  # one module's tests matching a path prefix
+#   scripts/cgroup2-vm.sh --test exec -- --skip v1_6 # args after the --test options (and after
+#                                                  # `--`) go to the test binary (libtest args)
 #   scripts/cgroup2-vm.sh --exec 'cat /proc/self/cgroup; stat -fc %T /sys/fs/cgroup'
 #
-# Options: --test NAME (repeatable; cri_* files only when named), --exec CMD (run CMD with bash in
-# the repo instead of tests), --no-build (use the newest test binaries in target/release/deps).
+# Options: --test FILTER (repeatable: a module of tests/tests/e2e/, or a test path prefix; cri_*
+# modules only when named), --exec CMD (run CMD with bash in the repo instead of tests),
+# --no-build (use the newest e2e test binary in target/debug/deps).
 # Env: MYPOD_TEST_RUNTIME (mypod or runc) is passed on to the guest's tests.
 # CGROUP2_VM_TIMEOUT (seconds, default 1200), CGROUP2_VM_MEM (default 4G), CGROUP2_VM_CPUS
 # (default 2), CGROUP2_VM_KERNEL_PKG (a kernel package; default: what bookworm's linux-image-amd64
@@ -135,32 +136,27 @@ MODDIR="$KDIR/root/lib/modules/$KVER"
 [ -f "$VMLINUZ" ] || die "no kernel image at $VMLINUZ"
 
 # --- the binaries ----------------------------------------------------------------------------------
-declare -A BIN=()  # test file name -> executable
+E2E=""  # the one e2e test binary (tests/tests/e2e/)
 cd "$REPO"
 if [ -z "$EXEC" ]; then
     if [ "$BUILD" = 1 ]; then
-        log "building the shim and the e2e test binaries (cargo, release)"
+        log "building the shim (release) and the e2e test binary (cargo)"
         cargo build --release -p containerd-shim-mypod-v2 >&2
-        while read -r name exe; do
-            BIN[$name]=$exe
-        done < <(cargo test --release -p mypod-tests --no-run --message-format=json 2>/dev/null |
-            sed -n 's/.*"target":{"kind":\["test"\],[^}]*"name":"\([^"]*\)".*"executable":"\([^"]*\)".*/\1 \2/p')
+        E2E=$(cargo test -p mypod-tests --test e2e --no-run --message-format=json 2>/dev/null |
+            sed -n 's/.*"target":{"kind":\["test"\],[^}]*"name":"e2e".*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
     else
-        for exe in $(ls -t target/release/deps/*-???????????????? 2>/dev/null); do
-            [ -x "$exe" ] && [ -f "tests/tests/$(basename "${exe%-*}").rs" ] || continue
-            name=$(basename "${exe%-*}")
-            [ -n "${BIN[$name]:-}" ] || BIN[$name]=$exe
-        done
+        E2E=$(ls -t target/debug/deps/e2e-???????????????? 2>/dev/null | head -n 1)
     fi
-    [ "${#BIN[@]}" -gt 0 ] || die "no e2e test binaries found (build: cargo test --release -p mypod-tests --no-run)"
+    [ -n "$E2E" ] && [ -x "$E2E" ] || die "no e2e test binary found (build: cargo test -p mypod-tests --no-run)"
     [ -x target/release/containerd-shim-mypod-v2 ] || die "target/release/containerd-shim-mypod-v2 is missing"
     if [ "${#TESTS[@]}" -eq 0 ]; then
-        for name in $(printf '%s\n' "${!BIN[@]}" | sort); do
+        for name in $("$E2E" --list 2>/dev/null | sed -n 's/^\([a-z_0-9]*\)::.*: test$/\1/p' | sort -u); do
             case "$name" in cri_*) ;; *) TESTS+=("$name") ;; esac
         done
     fi
-    for name in "${TESTS[@]}"; do
-        [ -n "${BIN[$name]:-}" ] || die "no test binary for --test $name (have: $(printf '%s ' "${!BIN[@]}"))"
+    # A bare module name selects that module's tests only (not another whose name contains it).
+    for i in "${!TESTS[@]}"; do
+        case "${TESTS[$i]}" in *::*) ;; *) TESTS[$i]="${TESTS[$i]}::" ;; esac
     done
 fi
 
@@ -197,7 +193,7 @@ mkdir -p "$SHARE/bin" "$RUN/initramfs"
 GSHARE=/run/cgroup2-vm/share
 if [ -z "$EXEC" ]; then
     cp target/release/containerd-shim-mypod-v2 "$SHARE/bin/"
-    for name in "${TESTS[@]}"; do cp "${BIN[$name]}" "$SHARE/bin/$name"; done
+    cp "$E2E" "$SHARE/bin/e2e"
 fi
 
 # --- initramfs: static busybox, /init, the modules for virtio-pci, 9p and overlay ----------------
@@ -261,7 +257,7 @@ rc=0
 for t in "${TESTS[@]}"; do
     echo; echo "==== cgroup2-vm: $t ${ARGS[*]}"
     t0=$(date +%s)
-    "$SHARE/bin/$t" "${ARGS[@]}" 2>&1 | tee "/tmp/$t.out"
+    "$SHARE/bin/e2e" "$t" "${ARGS[@]}" 2>&1 | tee "/tmp/$t.out"
     r=${PIPESTATUS[0]}
     res=$(grep '^test result:' "/tmp/$t.out" | tail -n 1)
     fails=$(sed -n '/^failures:$/,/^$/p' "/tmp/$t.out" | grep '^    ' | sed 's/^ *//' | tr '\n' ' ')

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Runs what CI runs: scripts/setup.sh, the release build of the shim, the workspace's unit tests,
-# and the end-to-end tests (tests/, crate mypod-tests) against containerd 1.6, 1.7 and 2.1: the
-# ctr tests and the CRI tests (tests/tests/cri_*.rs: pods through CRI with handler mypod).
+# Runs what CI runs, fastest checks first: scripts/setup.sh, `cargo fmt --check`, clippy with
+# warnings as errors, the workspace's unit tests (no containerd), the release build of the shim,
+# then the end-to-end tests (tests/, crate mypod-tests: one test binary, tests/tests/e2e/)
+# against containerd 1.6, 1.7 and 2.1: the ctr tests and the CRI tests (modules cri_*: pods
+# through CRI with handler mypod). The test binaries build in the dev profile, sharing the unit
+# tests' build; only the shim is built for release.
 # Needs root (containers, mounts, cgroups); re-runs itself through sudo otherwise.
 #
 #   scripts/test.sh                       # everything, runtime mypod
 #   MYPOD_TEST_RUNTIME=runc scripts/test.sh   # the e2e tests against runc (checks the tests)
-#   scripts/test.sh first_light           # extra args filter the e2e tests (cargo test filter)
+#   scripts/test.sh first_light::         # extra args filter the e2e tests (libtest filters)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,14 +78,19 @@ finish() {
 
 ok=1
 stage "setup" "$LOG_DIR/setup.log" bash scripts/setup.sh || { finish; echo "test.sh: setup failed"; exit 1; }
-stage "build shim" "$LOG_DIR/build.log" cargo build --release -p containerd-shim-mypod-v2 ||
-    { finish; echo "test.sh: the shim does not build"; exit 1; }
+# Style and lints fail fast, before anything long runs.
+stage "fmt" "$LOG_DIR/fmt.log" cargo fmt --all -- --check ||
+    { finish; echo "test.sh: cargo fmt --all would change files"; exit 1; }
+stage "clippy" "$LOG_DIR/clippy.log" cargo clippy --workspace --all-targets -- -D warnings ||
+    { finish; echo "test.sh: clippy"; exit 1; }
 stage "unit tests" "$LOG_DIR/unit.log" cargo test --workspace --exclude mypod-tests || ok=0
 count "$LOG_DIR/unit.log"
+stage "build shim" "$LOG_DIR/build.log" cargo build --release -p containerd-shim-mypod-v2 ||
+    { finish; echo "test.sh: the shim does not build"; exit 1; }
 # Two tests at a time (2 cores); each starts its own containerd. No backtraces: the assertion
 # messages carry the ctr output and the containerd log.
 stage "e2e tests (runtime ${MYPOD_TEST_RUNTIME:-mypod})" "$LOG_DIR/e2e.log" \
-    env RUST_BACKTRACE=0 cargo test --release -p mypod-tests --no-fail-fast -- --test-threads 2 "$@" || ok=0
+    env RUST_BACKTRACE=0 cargo test -p mypod-tests --no-fail-fast -- --test-threads 2 "$@" || ok=0
 count "$LOG_DIR/e2e.log"
 finish
 [ "$ok" = 1 ] && [ "$failed" = 0 ]

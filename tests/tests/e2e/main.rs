@@ -1,0 +1,26 @@
+//! End-to-end tests of mypod against real containerd 1.6, 1.7 and 2.1, driven through `ctr` and
+//! CRI as users drive them. One binary (one link of the whole dependency graph) with a module
+//! per area; `cargo test -p mypod-tests -- first_light::` runs one area. See docs/testing.md.
+
+mod bad_input;
+mod cri_bad_input;
+mod cri_exec_logs;
+mod cri_namespaces;
+mod cri_pods;
+mod cri_resources;
+mod cri_security;
+mod dead_shim;
+mod events;
+mod exec;
+mod first_light;
+mod hooks;
+mod io;
+mod oci_diff;
+mod pod_shim;
+mod process_config;
+mod resources;
+mod runtime_config;
+mod seccomp;
+mod security;
+mod shim_rpc;
+mod spec_fields;
