@@ -1,0 +1,93 @@
+//! Kill and delete: signalling every process, destroying a container (processes,
+//! rootfs, cgroup, poststop hooks), undoing a create that failed half way, and cleaning
+//! up after a container whose shim died.
+
+use std::path::{Path, PathBuf};
+
+use super::{cgroups_path, rootfs_path, Container, ContainerError};
+use crate::cgroup::{Cgroup, Layout};
+use crate::freezer;
+use crate::hooks;
+use crate::mount;
+use crate::spec;
+
+/// Resources taken during create, released if create fails half way.
+#[derive(Default)]
+pub(super) struct Partial {
+    pub(super) mounted_rootfs: Option<PathBuf>,
+    pub(super) cgroup: Option<Cgroup>,
+    pub(super) pid: Option<i32>,
+}
+
+impl Partial {
+    pub(super) fn undo(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            // SAFETY: kill(2) on the pid the helper reported; it is our (not yet
+            // reaped) descendant, so the pid cannot have been reused.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.kill_all();
+            if let Err(e) = cg.remove() {
+                log::warn!("cleanup after failed create: {e}");
+            }
+        }
+        if let Some(r) = self.mounted_rootfs.take() {
+            if let Err(e) = mount::unmount_all(&r) {
+                log::warn!("cleanup after failed create: {e}");
+            }
+        }
+    }
+}
+
+impl Container {
+    /// Signals every process in the container.
+    pub fn signal_all(&self, sig: i32) -> Result<(), ContainerError> {
+        self.cgroup.signal_all(sig)?;
+        Ok(())
+    }
+
+    /// Kills what is left, unmounts the rootfs we mounted and removes the cgroup.
+    /// Blocking; safe to call more than once.
+    pub fn destroy(&mut self) -> Result<(), ContainerError> {
+        let _ = self.init.signal(libc::SIGKILL);
+        // Being destroyed: nobody is left to read what did not linger.
+        drop(self.init.on_exit());
+        // Frozen processes cannot die: thaw a paused container first.
+        if freezer::is_frozen(&self.cgroup) {
+            let _ = self.cgroup.signal_all(libc::SIGKILL);
+            if let Err(e) = freezer::set_frozen(&self.cgroup, false) {
+                log::warn!("thaw {} before destroying it: {e}", self.id);
+            }
+        }
+        self.cgroup.kill_all()?;
+        self.cgroup.remove()?;
+        if let Some(r) = self.mounted_rootfs.take() {
+            mount::unmount_all(&r)?;
+        }
+        if !self.poststop_done {
+            self.poststop_done = true;
+            // The container is gone whatever a poststop hook says: the runtime spec
+            // asks for a warning and the next hook, not a failed delete.
+            let state = self.state("stopped");
+            for e in hooks::run_each(self.spec.hooks().as_ref(), hooks::Kind::Poststop, &state) {
+                log::warn!("{}: {e}", self.id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Cleans up after a container whose shim died: kill, unmount, remove the cgroup.
+pub fn cleanup_dead(bundle: &Path, id: &str, layout: &Layout) -> Result<(), ContainerError> {
+    let spec = spec::load(bundle)?;
+    let cg = Cgroup::new(layout, &cgroups_path(&spec, id))?;
+    if freezer::is_frozen(&cg) {
+        let _ = cg.signal_all(libc::SIGKILL);
+        let _ = freezer::set_frozen(&cg, false);
+    }
+    cg.kill_all()?;
+    mount::unmount_all(&rootfs_path(&spec, bundle))?;
+    cg.remove()?;
+    Ok(())
+}

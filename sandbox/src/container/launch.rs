@@ -1,0 +1,225 @@
+//! Launch: opens the process's stdio, starts `<exe> init` with its fds in place (in the
+//! container's cgroup2 directory when it can be born there), then sends the request and
+//! waits for the process to be ready, running the create hooks when it asks (see
+//! [`super::channel`]).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oci_spec::runtime::Spec;
+
+use super::channel::await_ready;
+use super::{ContainerError, Launcher, Process};
+use crate::console;
+use crate::exe::HelperExe;
+use crate::hooks;
+use crate::process::PidFd;
+use crate::spawn;
+use crate::stdio::{LogContext, Stdio, StdioPaths};
+use crate::stuck::Trace;
+use crate::wire::{self, InitRequest, WireError};
+
+/// What a launch needs besides the request.
+pub(super) struct Extras {
+    /// The process wants a terminal.
+    pub(super) terminal: bool,
+    /// Detached idmapped mounts: (index in the spec's mounts, mount fd).
+    pub(super) trees: Vec<(usize, OwnedFd)>,
+    /// The cgroup2 directory the helper is started in.
+    pub(super) cgroup2: Option<PathBuf>,
+}
+
+/// Spawns the helper for `req` and waits until the process is ready. `pid_out` holds
+/// the process's pid as soon as it is known, for cleanup on failure.
+pub(super) fn launch(
+    launcher: &Launcher,
+    req: InitRequest,
+    paths: &StdioPaths,
+    ctx: &LogContext,
+    extras: Extras,
+    pid_out: &mut Option<i32>,
+) -> Result<(Process, Spec), ContainerError> {
+    Launching::spawn(launcher, paths, ctx, extras)?.finish(req, pid_out)
+}
+
+/// A helper started ahead of its request, so that its exec overlaps the shim's own
+/// preparations (rootfs mount, cgroup settings). Dropped unfinished, the helper reads
+/// EOF and exits.
+pub(super) struct Launching {
+    stdio: Stdio,
+    /// Our end of the console socket, when the process wants a terminal.
+    console: Option<UnixStream>,
+    chan: UnixStream,
+    trace: Trace,
+    /// (index in the spec's mounts, helper fd) of the idmapped mounts passed.
+    idmapped: Vec<(usize, i32)>,
+    /// The cgroup2 directory the helper could not be born in: it joins it itself.
+    join_procs: Option<PathBuf>,
+    timeout: Option<Duration>,
+}
+
+impl Launching {
+    /// Opens the process's stdio and starts the helper.
+    pub(super) fn spawn(
+        launcher: &Launcher,
+        paths: &StdioPaths,
+        ctx: &LogContext,
+        extras: Extras,
+    ) -> Result<Launching, ContainerError> {
+        let Extras {
+            terminal,
+            trees,
+            cgroup2,
+        } = extras;
+        let mut stdio = if terminal {
+            Stdio::open_terminal(paths)?
+        } else {
+            Stdio::open(paths, ctx)?
+        };
+        let child_stdio = stdio.take_child().ok_or(ContainerError::NotCreated)?;
+        let console = if terminal {
+            Some(UnixStream::pair().map_err(WireError::Io)?)
+        } else {
+            None
+        };
+        // The detached idmapped mounts go to the helper as fds 5, 6, ...
+        let idmapped = trees
+            .iter()
+            .enumerate()
+            .map(|(n, (index, _))| (*index, FIRST_TREE_FD + n as i32))
+            .collect();
+        let tree_fds: Vec<i32> = trees.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+        let (chan, trace, in_cgroup) = spawn_init(
+            &launcher.init_exe,
+            child_stdio,
+            console.as_ref().map(|(_, t)| t.as_raw_fd()),
+            &tree_fds,
+            cgroup2.as_deref(),
+        )?;
+        let timeout = Some(launcher.setup_timeout).filter(|d| !d.is_zero());
+        chan.set_read_timeout(timeout).map_err(WireError::Io)?;
+        Ok(Launching {
+            stdio,
+            console: console.map(|(ours, _theirs)| ours),
+            chan,
+            trace,
+            idmapped,
+            join_procs: cgroup2.filter(|_| !in_cgroup),
+            timeout,
+        })
+    }
+
+    /// Sends `req` and waits until the process is ready (see [`launch`]).
+    pub(super) fn finish(
+        self,
+        mut req: InitRequest,
+        pid_out: &mut Option<i32>,
+    ) -> Result<(Process, Spec), ContainerError> {
+        let Launching {
+            stdio,
+            console,
+            mut chan,
+            mut trace,
+            idmapped,
+            join_procs,
+            timeout,
+        } = self;
+        if console.is_some() {
+            req.console_fd = Some(4);
+        }
+        req.idmapped = idmapped;
+        if let Some(dir) = join_procs {
+            req.cgroup_procs.push(dir.join("cgroup.procs"));
+        }
+        wire::send(&mut chan, &req)?;
+        let mut create_hooks = |pid: i32| -> Result<(), ContainerError> {
+            let state = hooks::State::new(&req.spec, &req.id, &req.bundle, "creating", pid);
+            let h = req.spec.hooks().as_ref();
+            hooks::run(h, hooks::Kind::Prestart, &state)?;
+            hooks::run(h, hooks::Kind::CreateRuntime, &state)?;
+            Ok(())
+        };
+        let pid = await_ready(&mut chan, &mut trace, &req.id, pid_out, &mut create_hooks)?;
+        // The process is blocked waiting for the start byte and is our (reparented) child,
+        // so its pid cannot have been reused.
+        let pidfd = PidFd::open(pid)?;
+        let master = match console {
+            Some(sock) => {
+                sock.set_read_timeout(timeout).map_err(WireError::Io)?;
+                Some(console::recv_fd(sock.as_raw_fd())?)
+            }
+            None => None,
+        };
+        Ok((
+            Process {
+                pid: pidfd,
+                chan: Some((chan, trace, req.id.clone())),
+                stdio,
+                console: master,
+            },
+            req.spec,
+        ))
+    }
+}
+
+/// The helper's fd of the first detached idmapped mount.
+const FIRST_TREE_FD: i32 = 5;
+/// At most this many idmapped mounts per container.
+const MAX_TREES: usize = 32;
+
+/// Starts `<exe> init` with the channel on fd 3, the console socket (if any) on fd 4,
+/// the detached idmapped mounts `trees` on 5, 6, ... and the process's stdio on 0-2,
+/// in the cgroup2 directory `cgroup2` if given. Returns the shim's end of the channel,
+/// the trace of the launch, and whether the helper was born in `cgroup2`.
+fn spawn_init(
+    exe: &HelperExe,
+    stdio: [OwnedFd; 3],
+    console: Option<i32>,
+    trees: &[i32],
+    cgroup2: Option<&Path>,
+) -> Result<(UnixStream, Trace, bool), ContainerError> {
+    if trees.len() > MAX_TREES {
+        return Err(ContainerError::Invalid(format!(
+            "{} idmapped mounts: at most {MAX_TREES} are supported",
+            trees.len()
+        )));
+    }
+    let (ours, theirs) = UnixStream::pair().map_err(WireError::Io)?;
+    let mut fds: Vec<(i32, i32)> = stdio
+        .iter()
+        .enumerate()
+        .map(|(n, fd)| (fd.as_raw_fd(), n as i32))
+        .collect();
+    fds.push((theirs.as_raw_fd(), crate::init::CHANNEL_FD));
+    if let Some(console) = console {
+        fds.push((console, 4));
+    }
+    fds.extend(
+        trees
+            .iter()
+            .enumerate()
+            .map(|(i, fd)| (*fd, FIRST_TREE_FD + i as i32)),
+    );
+    let child = spawn::spawn(&spawn::Spawn {
+        exe: exe.path(),
+        exe_fd: Some(exe.fd()),
+        args: &["init"],
+        fds: &fds,
+        cgroup: cgroup2,
+    })
+    .map_err(|source| ContainerError::Spawn {
+        exe: exe.path().to_path_buf(),
+        source,
+    })?;
+    let trace = Trace {
+        helper: child.pid,
+        process: None,
+        chan_ino: Trace::inode_of(&theirs),
+    };
+    // Our copies of the helper's ends must close, or we would never see EOF.
+    drop(stdio);
+    drop(theirs);
+    Ok((ours, trace, child.in_cgroup))
+}
