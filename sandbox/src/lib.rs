@@ -8,28 +8,30 @@
 pub mod cgroup;
 pub mod console;
 pub mod container;
-pub mod devices_bpf;
 pub mod exe;
 mod forks;
-pub mod freezer;
 pub mod hooks;
 pub mod idmap;
 pub mod ids;
 pub mod init;
 pub mod mount;
-pub mod oom;
 pub mod process;
-pub mod resources;
 pub mod sched;
 pub(crate) mod seccomp;
 pub mod spawn;
 pub mod spec;
-pub mod stats;
 pub mod stdio;
 pub mod stuck;
 pub mod sysctl;
-pub mod systemd_path;
 pub mod wire;
 
+// TODO(arch): temporary path for container/ (use crate::cgroup::resources).
+pub(crate) use cgroup::resources;
+// TODO(arch): temporary path for container/ (use crate::cgroup::stats).
+pub(crate) use cgroup::stats;
+// TODO(arch): temporary path for container/ (use crate::cgroup::freezer).
+pub(crate) use cgroup::freezer;
+// TODO(arch): temporary path for container/ (use crate::cgroup::oom).
+pub(crate) use cgroup::oom;
 pub use container::{Container, CreateOpts, ExecOpts, ExecTarget, Launcher, Process};
 pub use process::ExitStatus;

@@ -1,8 +1,8 @@
 //! Errors of the Task service, mapped to ttrpc status codes at the service edge.
 
+use mypod_sandbox::cgroup::freezer::FreezerError;
+use mypod_sandbox::cgroup::resources::ResourceError;
 use mypod_sandbox::container::ContainerError;
-use mypod_sandbox::freezer::FreezerError;
-use mypod_sandbox::resources::ResourceError;
 use ttrpc::Code;
 
 /// What a Task RPC can fail with.

@@ -6,7 +6,7 @@ use containerd_shim_protos::cgroups::metrics as v1;
 use containerd_shim_protos::cgroups_v2::metrics as v2;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::{Message, MessageField};
-use mypod_sandbox::stats::{self, Stats};
+use mypod_sandbox::cgroup::stats::{self, Stats};
 
 use crate::error::ServiceError;
 

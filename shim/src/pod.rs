@@ -18,11 +18,11 @@ use containerd_shim_protos::events::task::{
 };
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::topics;
+use mypod_sandbox::cgroup::oom::{OomCheck, OomWatcher};
+use mypod_sandbox::cgroup::stats::Stats;
 use mypod_sandbox::cgroup::Layout;
 use mypod_sandbox::container::{ExecOpts, Launcher};
 use mypod_sandbox::mount::MountSpec;
-use mypod_sandbox::oom::{OomCheck, OomWatcher};
-use mypod_sandbox::stats::Stats;
 use mypod_sandbox::stdio::StdioPaths;
 use mypod_sandbox::{Container, CreateOpts, ExitStatus, Process};
 use tokio::sync::{watch, Notify};

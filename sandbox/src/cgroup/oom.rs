@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::cgroup::Cgroup;
+use super::placement::Cgroup;
 
 /// Errors setting up OOM notification.
 #[derive(Debug, thiserror::Error)]

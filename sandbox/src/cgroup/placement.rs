@@ -1,20 +1,18 @@
-//! Placing containers in cgroups (v1 hierarchies, or the v2 unified tree), device
-//! rules, listing and signalling members, and removal.
+//! Placing a container in its cgroup: one directory per v1 hierarchy or one in the v2
+//! tree, created with delegated controllers; how a process joins it ([`Join`]); listing
+//! and signalling its members; removal.
 //!
 //! Hand-written rather than cgroups-rs: placement needs a handful of file writes, and
 //! cgroups-rs 0.5 pulls zbus and a large graph into a shim whose memory is a goal.
-//! Resource limits are in [`crate::resources`], statistics in [`crate::stats`], freezing in
-//! [`crate::freezer`] and OOM notification in [`crate::oom`].
 
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oci_spec::runtime::LinuxDeviceCgroup;
-
-use crate::devices_bpf::{self, DeviceFilterError};
-use crate::systemd_path::{self, SystemdPathError};
+use super::devices::bpf::DeviceFilterError;
+use super::layout::Layout;
+use super::systemd_path::{self, SystemdPathError};
 
 /// Errors creating, joining or removing a cgroup.
 #[derive(Debug, thiserror::Error)]
@@ -34,98 +32,10 @@ pub enum CgroupError {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
     move |source| CgroupError::Io {
         path: path.to_path_buf(),
         source,
-    }
-}
-
-/// One mounted hierarchy: its controllers (or name) and mount point.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hierarchy {
-    /// Controllers joined by ',' (`cpu,cpuacct`), `name=systemd`, or "" for cgroup2.
-    pub name: String,
-    pub mount: PathBuf,
-}
-
-/// The host's cgroup layout.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    /// v1 hierarchies, or the single cgroup2 mount on a unified host.
-    pub hierarchies: Vec<Hierarchy>,
-    pub v2: bool,
-    /// A hybrid host's controller-less cgroup2 mount (`/sys/fs/cgroup/unified`): containers
-    /// join it too, as runc puts them there, so `0::` in /proc/PID/cgroup names them.
-    pub unified: Option<PathBuf>,
-    /// Whether systemd runs here (systemd-form cgroupsPaths are accepted only then).
-    pub systemd: bool,
-}
-
-impl Layout {
-    /// Reads the layout from /proc/self/mountinfo.
-    pub fn detect() -> Result<Layout, CgroupError> {
-        let path = Path::new("/proc/self/mountinfo");
-        let text = fs::read_to_string(path).map_err(io(path))?;
-        let mut layout = Self::parse(&text)?;
-        layout.systemd = systemd_path::systemd_running();
-        Ok(layout)
-    }
-
-    /// Parses mountinfo text; v1 hierarchies win over a hybrid host's empty cgroup2, which
-    /// is kept as `unified` (`systemd` is left false).
-    pub fn parse(mountinfo: &str) -> Result<Layout, CgroupError> {
-        let mut v1 = Vec::new();
-        let mut v2 = None;
-        for line in mountinfo.lines() {
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mount = left.split(' ').nth(4).unwrap_or_default();
-            let mut r = right.split(' ');
-            let fstype = r.next().unwrap_or_default();
-            let super_opts = r.nth(1).unwrap_or_default();
-            match fstype {
-                "cgroup" => {
-                    let name: Vec<&str> = super_opts
-                        .split(',')
-                        .filter(|o| {
-                            !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid")
-                                && !o.starts_with("release_agent")
-                                && *o != "clone_children"
-                                && *o != "noprefix"
-                                && *o != "xattr"
-                        })
-                        .collect();
-                    v1.push(Hierarchy {
-                        name: name.join(","),
-                        mount: PathBuf::from(mount),
-                    });
-                }
-                "cgroup2" if v2.is_none() => v2 = Some(PathBuf::from(mount)),
-                _ => {}
-            }
-        }
-        if !v1.is_empty() {
-            return Ok(Layout {
-                hierarchies: v1,
-                v2: false,
-                unified: v2,
-                systemd: false,
-            });
-        }
-        match v2 {
-            Some(mount) => Ok(Layout {
-                hierarchies: vec![Hierarchy {
-                    name: String::new(),
-                    mount,
-                }],
-                v2: true,
-                unified: None,
-                systemd: false,
-            }),
-            None => Err(CgroupError::NoHierarchy),
-        }
     }
 }
 
@@ -304,88 +214,6 @@ impl Cgroup {
         }
         Ok(())
     }
-
-    /// Applies device rules (v1 devices controller, or on v2 an eBPF device filter): the
-    /// spec's rules in order, then the defaults every container gets, as runc does.
-    pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
-        if self.v2 {
-            if rules.is_empty() {
-                return Ok(());
-            }
-            let Some((_, dir)) = self.dirs.first() else {
-                return Ok(());
-            };
-            let mut list = Vec::with_capacity(rules.len() + DEFAULT_ALLOWED.len());
-            for r in rules {
-                list.push(devices_bpf::Rule::parse(r.allow(), &device_rule(r))?);
-            }
-            for rule in DEFAULT_ALLOWED {
-                list.push(devices_bpf::Rule::parse(true, rule)?);
-            }
-            return Ok(devices_bpf::apply(dir, &list)?);
-        }
-        let Some((_, dir)) = self
-            .dirs
-            .iter()
-            .find(|(n, _)| n.split(',').any(|c| c == "devices"))
-        else {
-            if !rules.is_empty() {
-                log::warn!("device cgroup rules not applied: no v1 devices hierarchy");
-            }
-            return Ok(());
-        };
-        for r in rules {
-            write_rule(dir, r.allow(), &device_rule(r))?;
-        }
-        if rules.is_empty() {
-            return Ok(());
-        }
-        for rule in DEFAULT_ALLOWED {
-            write_rule(dir, true, rule)?;
-        }
-        Ok(())
-    }
-}
-
-/// Device rules every container is allowed, whatever its spec denies (runc's list).
-const DEFAULT_ALLOWED: &[&str] = &[
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:8 rwm",
-    "c 1:7 rwm",
-    "c 5:0 rwm",
-    "c 1:5 rwm",
-    "c 1:9 rwm",
-    "c 136:* rwm",
-    "c 5:2 rwm",
-    "c 10:200 rwm",
-];
-
-fn write_rule(dir: &Path, allow: bool, rule: &str) -> Result<(), CgroupError> {
-    let file = dir.join(if allow {
-        "devices.allow"
-    } else {
-        "devices.deny"
-    });
-    fs::write(&file, rule).map_err(io(&file))
-}
-
-/// Formats a device rule as the v1 devices controller reads it.
-pub fn device_rule(r: &LinuxDeviceCgroup) -> String {
-    let typ = r
-        .typ()
-        .map(|t| t.as_str().to_string())
-        .unwrap_or("a".into());
-    if typ == "a" {
-        return "a".into();
-    }
-    let num = |n: Option<i64>| {
-        n.filter(|n| *n >= 0)
-            .map_or("*".to_string(), |n| n.to_string())
-    };
-    let access = r.access().clone().unwrap_or_else(|| "rwm".into());
-    format!("{typ} {}:{} {access}", num(r.major()), num(r.minor()))
 }
 
 /// Creates a v2 cgroup below `root`'s mount, enabling in each ancestor's
@@ -534,15 +362,5 @@ mod tests {
             relative_path("/", false),
             Err(CgroupError::Escapes(_))
         ));
-    }
-
-    #[test]
-    fn device_rules_format() {
-        let r: LinuxDeviceCgroup =
-            serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap();
-        assert_eq!(device_rule(&r), "a");
-        let r: LinuxDeviceCgroup =
-            serde_json::from_str(r#"{"allow":true,"type":"c","major":1,"access":"rw"}"#).unwrap();
-        assert_eq!(device_rule(&r), "c 1:* rw");
     }
 }

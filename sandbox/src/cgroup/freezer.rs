@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cgroup::Cgroup;
+use super::placement::Cgroup;
 
 /// How long a freeze or thaw may take to settle.
 const SETTLE: Duration = Duration::from_secs(5);
