@@ -25,13 +25,5 @@ pub mod stuck;
 pub mod sysctl;
 pub mod wire;
 
-// TODO(arch): temporary path for container/ (use crate::cgroup::resources).
-pub(crate) use cgroup::resources;
-// TODO(arch): temporary path for container/ (use crate::cgroup::stats).
-pub(crate) use cgroup::stats;
-// TODO(arch): temporary path for container/ (use crate::cgroup::freezer).
-pub(crate) use cgroup::freezer;
-// TODO(arch): temporary path for container/ (use crate::cgroup::oom).
-pub(crate) use cgroup::oom;
 pub use container::{Container, CreateOpts, ExecOpts, ExecTarget, Launcher, Process};
 pub use process::ExitStatus;

@@ -62,9 +62,16 @@ pub struct Builder {
     cri: bool,
     sandbox_image: SandboxImage,
     shim_copy: bool,
+    log_level: &'static str,
 }
 
 impl Builder {
+    /// containerd's log level (default "debug", at which it passes `-debug` to shims).
+    pub fn log_level(mut self, level: &'static str) -> Self {
+        self.log_level = level;
+        self
+    }
+
     /// Put a copy of the mypod shim on containerd's PATH instead of a link to the built
     /// one, for tests that try to overwrite it (see [`Containerd::shim_copy_path`]).
     pub fn shim_copy(mut self, yes: bool) -> Self {
@@ -140,6 +147,7 @@ impl Containerd {
             cri: false,
             sandbox_image: SandboxImage::Pause,
             shim_copy: false,
+            log_level: "debug",
         }
     }
 
@@ -206,7 +214,10 @@ impl Containerd {
         }
 
         let cri = b.cri.then(|| CriParts::prepare(&dir, &ns, b.sandbox_image));
-        let mut config_text = config_toml_with(b.version, &dir, cri.is_some());
+        let mut config_text = config_toml_with(b.version, &dir, cri.is_some()).replace(
+            "level = \"debug\"",
+            &format!("level = \"{}\"", b.log_level),
+        );
         if let Some(parts) = &cri {
             config_text.push_str(&parts.config_sections(b.version, &dir, &b.runtime, b.with_runc));
         }

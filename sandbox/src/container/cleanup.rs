@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{cgroups_path, rootfs_path, Container, ContainerError};
 use crate::cgroup::{Cgroup, Layout};
-use crate::freezer;
+use crate::cgroup::freezer;
 use crate::hooks;
 use crate::mount;
 use crate::spec;

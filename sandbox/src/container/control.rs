@@ -3,11 +3,11 @@
 
 use super::{Container, ContainerError};
 use crate::cgroup::Cgroup;
-use crate::freezer;
-use crate::oom::OomWatcher;
-use crate::resources;
+use crate::cgroup::freezer;
+use crate::cgroup::oom::OomWatcher;
+use crate::cgroup::resources;
 use crate::spec;
-use crate::stats::{self, Stats};
+use crate::cgroup::stats::{self, Stats};
 
 impl Container {
     /// Whether the container has a pid namespace of its own (a new one, not joined by

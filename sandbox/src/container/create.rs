@@ -13,7 +13,7 @@ use super::launch::{Extras, Launching};
 use super::{cgroups_path, rootfs_path, wants_terminal, Container, ContainerError, CreateOpts};
 use crate::cgroup::{Cgroup, Layout};
 use crate::mount;
-use crate::resources;
+use crate::cgroup::resources;
 use crate::spec::{self, SpecError};
 use crate::stdio::LogContext;
 use crate::wire::InitRequest;

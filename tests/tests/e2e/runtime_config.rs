@@ -71,3 +71,50 @@ fn setup_timeout_reaches_the_server(c: &Containerd) {
     c.assert_clean("slowsetup");
 }
 per_version!(setup_timeout_reaches_the_server);
+
+/// `debug = true` turns the shim's debug log on although containerd (at level info here)
+/// does not pass `-debug`: the shim's per-RPC debug lines reach containerd's log only then.
+fn debug_key_turns_on_the_debug_log(c: &Containerd) {
+    if !c.is_mypod() {
+        return;
+    }
+    let log = || std::fs::read_to_string(c.dir().join("containerd.log")).unwrap_or_default();
+    // The shim's lines reach containerd's log through a FIFO, a moment after the fact.
+    let logged = |needle: &str| {
+        (0..100).any(|_| {
+            log().contains(needle) || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                false
+            }
+        })
+    };
+    let out = c.run("quiet", &[], &["/bin/true"]);
+    assert_eq!(out.exit_code(), 0, "{out}");
+    c.assert_clean("quiet");
+    // Start's info line comes after every debug line Create would have logged.
+    assert!(
+        logged("started container quiet"),
+        "the shim's info lines must reach the log:\n{}",
+        c.log_tail(30)
+    );
+    assert!(
+        !log().contains("create id=quiet"),
+        "without debug = true the shim must not log at debug level:\n{}",
+        c.log_tail(30)
+    );
+    let path = write(c, "debug.toml", "debug = true\n");
+    let flag = format!("--runtime-config-path={path}");
+    let out = c.run("loud", &[&flag], &["/bin/true"]);
+    assert_eq!(out.exit_code(), 0, "{out}");
+    c.assert_clean("loud");
+    assert!(
+        logged("create id=loud"),
+        "debug = true must turn on the shim's debug lines:\n{}",
+        c.log_tail(30)
+    );
+}
+per_version!(debug_key_turns_on_the_debug_log with info_level);
+
+fn info_level(b: mypod_tests::containerd::Builder) -> mypod_tests::containerd::Builder {
+    b.log_level("info")
+}
