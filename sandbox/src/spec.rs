@@ -5,10 +5,6 @@ use std::path::{Path, PathBuf};
 use crate::idmap::MountIdmap;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-/// Annotation CRI sets on every container of a pod.
-pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
-/// Annotation containerd's runc-v2 shim honours for grouping; we honour it too.
-pub const RUNC_GROUP: &str = "io.containerd.runc.v2.group";
 /// Annotation CRI sets to say whether this is the pod's sandbox container.
 pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 
@@ -65,17 +61,6 @@ pub fn load_with_idmaps(bundle: &Path) -> Result<(Spec, Vec<MountIdmap>), SpecEr
             None => Err(SpecError::Parse { path, source }),
         },
     }
-}
-
-/// The pod group a container belongs to: CRI's sandbox id, runc's group annotation,
-/// or the container's own id.
-pub fn group_id<'a>(spec: &'a Spec, id: &'a str) -> &'a str {
-    spec.annotations()
-        .as_ref()
-        .and_then(|a| a.get(RUNC_GROUP).or_else(|| a.get(SANDBOX_ID)))
-        .map(String::as_str)
-        .filter(|g| !g.is_empty())
-        .unwrap_or(id)
 }
 
 /// The checks of a process alone: an exec's process (the rest of the spec was checked
@@ -233,22 +218,6 @@ mod tests {
     #[test]
     fn minimal_spec_is_valid() {
         validate(&spec(MIN)).unwrap();
-    }
-
-    #[test]
-    fn group_prefers_runc_group_then_sandbox_id() {
-        let mut s = spec(MIN);
-        assert_eq!(group_id(&s, "c1"), "c1");
-        s.set_annotations(Some([(SANDBOX_ID.to_string(), "pod".to_string())].into()));
-        assert_eq!(group_id(&s, "c1"), "pod");
-        s.set_annotations(Some(
-            [
-                (SANDBOX_ID.to_string(), "pod".to_string()),
-                (RUNC_GROUP.to_string(), "grp".to_string()),
-            ]
-            .into(),
-        ));
-        assert_eq!(group_id(&s, "c1"), "grp");
     }
 
     fn load_str(json: &str) -> Result<Spec, SpecError> {

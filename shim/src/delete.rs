@@ -21,8 +21,8 @@ pub fn run(args: &Args) -> Result<Vec<u8>, String> {
     };
     match mypod_sandbox::spec::load(&bundle) {
         Ok(spec) => {
-            let group = mypod_sandbox::spec::group_id(&spec, &args.id);
-            let sock = crate::start::socket_path(&args.address, &args.namespace, group);
+            let group = crate::group::group_id(spec.annotations().as_ref(), &args.id);
+            let sock = crate::group::socket_path(&args.address, &args.namespace, group);
             // Under start's lock: a start racing us cannot lose a socket it just bound.
             let lock = crate::start::lock(&sock).map_err(|e| e.to_string())?;
             // A live socket may belong to a newer shim that `start` spawned for the same
@@ -52,7 +52,7 @@ pub fn run(args: &Args) -> Result<Vec<u8>, String> {
     }
     let mut r = DeleteResponse::new();
     r.exit_status = 128 + libc::SIGKILL as u32;
-    r.exited_at = MessageField::some(crate::events::timestamp(SystemTime::now()));
+    r.exited_at = MessageField::some(crate::convert::timestamp(SystemTime::now()));
     r.write_to_bytes().map_err(|e| e.to_string())
 }
 

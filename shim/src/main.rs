@@ -3,10 +3,12 @@
 
 mod args;
 mod config;
+mod convert;
 mod copy;
 mod delete;
 mod error;
 mod events;
+mod group;
 mod info;
 mod logger;
 mod metrics;

@@ -131,7 +131,7 @@ async fn serve(
         setup_timeout: Duration::from_secs(config.container.setup_timeout),
         namespace: args.namespace.clone(),
     };
-    let pod = Arc::new(Pod::new(events.clone(), layout, launcher));
+    let pod = Arc::new(Pod::new(Arc::new(events.clone()), layout, launcher));
     // SAFETY: `fd` is the listening socket `start` bound, released from its UnixListener:
     // the server takes sole ownership.
     let server = unsafe { ttrpc::asynchronous::Server::new().add_unix_listener(fd)? };

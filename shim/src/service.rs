@@ -7,20 +7,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use containerd_shim_protos::api::*;
-use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
-use containerd_shim_protos::protobuf::{Message, MessageField};
-use containerd_shim_protos::shim::oci::ProcessDetails;
+use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim_async::{create_task, Task};
 use ttrpc::asynchronous::{Service as TtrpcService, TtrpcContext};
 
+use crate::convert;
 use crate::error::ServiceError;
-use crate::events::timestamp;
 use crate::pod::PodRef;
-
-/// The type URL of an exec's ProcessDetails (its full protobuf name), written out: building
-/// descriptors by reflection costs heap the shim would keep for its lifetime.
-const PROCESS_DETAILS_TYPE: &str = "containerd.runc.v1.ProcessDetails";
 
 /// Task service over one pod.
 pub struct TaskService {
@@ -76,13 +70,15 @@ pub fn services(pod: PodRef) -> HashMap<String, TtrpcService> {
 impl Task for TaskService {
     async fn state(&self, _: &TtrpcContext, req: StateRequest) -> R<StateResponse> {
         log::debug!("state id={} exec={}", req.id, req.exec_id);
-        Ok(self.pod.state(&req.id, &req.exec_id)?)
+        Ok(convert::state_response(
+            self.pod.state(&req.id, &req.exec_id)?,
+        ))
     }
 
     async fn create(&self, _: &TtrpcContext, req: CreateTaskRequest) -> R<CreateTaskResponse> {
         log::debug!("create id={} exec={}", req.id, "");
         let t = Took::new("create", &req.id, "");
-        let pid = self.pod.create(req).await?;
+        let pid = self.pod.create(convert::create_request(req)?).await?;
         t.log();
         let mut r = CreateTaskResponse::new();
         r.pid = pid as u32;
@@ -102,29 +98,13 @@ impl Task for TaskService {
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> R<DeleteResponse> {
         log::debug!("delete id={} exec={}", req.id, req.exec_id);
         let t = Took::new("delete", &req.id, &req.exec_id);
-        let r = self.pod.delete(&req.id, &req.exec_id).await?;
+        let d = self.pod.delete(&req.id, &req.exec_id).await?;
         t.log();
-        Ok(r)
+        Ok(convert::delete_response(d))
     }
 
     async fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> R<PidsResponse> {
-        let mut r = PidsResponse::new();
-        for (pid, exec_id) in self.pod.pids(&req.id)? {
-            let mut p = ProcessInfo::new();
-            p.pid = pid as u32;
-            if let Some(exec_id) = exec_id {
-                let mut d = ProcessDetails::new();
-                d.exec_id = exec_id;
-                let mut any = Any::new();
-                any.type_url = PROCESS_DETAILS_TYPE.to_string();
-                any.value = d
-                    .write_to_bytes()
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                p.info = MessageField::some(any);
-            }
-            r.processes.push(p);
-        }
-        Ok(r)
+        Ok(convert::pids_response(self.pod.pids(&req.id)?)?)
     }
 
     async fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> R<Empty> {
@@ -152,7 +132,7 @@ impl Task for TaskService {
     async fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> R<Empty> {
         log::debug!("exec id={} exec={}", req.id, req.exec_id);
         let t = Took::new("exec", &req.id, &req.exec_id);
-        self.pod.exec(req)?;
+        self.pod.exec(convert::exec_request(req)?)?;
         t.log();
         Ok(Empty::new())
     }
@@ -172,7 +152,7 @@ impl Task for TaskService {
 
     async fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> R<Empty> {
         log::debug!("update id={}", req.id);
-        let resources = parse_resources(&req)?;
+        let resources = convert::update_resources(&req)?;
         self.pod.update(&req.id, resources).await?;
         Ok(Empty::new())
     }
@@ -180,10 +160,7 @@ impl Task for TaskService {
     async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> R<WaitResponse> {
         log::debug!("wait id={} exec={}", req.id, req.exec_id);
         let exit = self.pod.wait(&req.id, &req.exec_id).await?;
-        let mut r = WaitResponse::new();
-        r.exit_status = exit.code;
-        r.exited_at = MessageField::some(timestamp(exit.at));
-        Ok(r)
+        Ok(convert::wait_response(exit))
     }
 
     async fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> R<StatsResponse> {
@@ -206,35 +183,5 @@ impl Task for TaskService {
     async fn shutdown(&self, _: &TtrpcContext, _: ShutdownRequest) -> R<Empty> {
         self.pod.shutdown();
         Ok(Empty::new())
-    }
-}
-
-/// UpdateTaskRequest.resources: an Any whose value is the OCI `LinuxResources` as JSON (what
-/// containerd's `typeurl` makes of `specs.LinuxResources`, and what runc's shim decodes).
-fn parse_resources(
-    req: &UpdateTaskRequest,
-) -> Result<oci_spec::runtime::LinuxResources, ServiceError> {
-    let any = req.resources.as_ref().ok_or_else(|| {
-        ServiceError::InvalidArgument(format!("update {}: no resources given", req.id))
-    })?;
-    serde_json::from_slice(&any.value).map_err(|e| {
-        ServiceError::InvalidArgument(format!(
-            "update {}: resources ({}) are not OCI LinuxResources JSON: {e}",
-            req.id, any.type_url
-        ))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use containerd_shim_protos::protobuf::MessageFull;
-
-    #[test]
-    fn process_details_type_url_is_the_full_name() {
-        assert_eq!(
-            PROCESS_DETAILS_TYPE,
-            ProcessDetails::descriptor().full_name()
-        );
     }
 }

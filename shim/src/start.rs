@@ -1,23 +1,20 @@
 //! `start`: find or start the pod's serving shim and print its address.
 //!
-//! Containers of one pod (same CRI sandbox id, or runc's group annotation) share one
-//! shim. The socket path is derived from (containerd address, namespace, group); a lock
-//! file serializes concurrent starts for a pod, so exactly one shim is started.
+//! Containers of one pod share one shim: the group and the socket path come from
+//! [`crate::group`]. A lock file serializes concurrent starts for a pod, so exactly one
+//! shim is started.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::unistd::ForkResult;
-use sha2::{Digest, Sha256};
 
 use crate::args::Args;
 use crate::config::Config;
-
-/// Where shim sockets live (as runc-v2's): a 0700 directory, never an abstract socket.
-pub const SOCKET_DIR: &str = "/run/containerd/s";
+use crate::group::{self, SOCKET_DIR};
 
 /// Errors of `start`.
 #[derive(Debug, thiserror::Error)]
@@ -38,21 +35,6 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     move |source| StartError::Io { what, source }
 }
 
-/// The socket path for a pod group.
-pub fn socket_path(address: &str, namespace: &str, group: &str) -> PathBuf {
-    let mut h = Sha256::new();
-    h.update(address.as_bytes());
-    h.update(b"/");
-    h.update(namespace.as_bytes());
-    h.update(b"/");
-    h.update(group.as_bytes());
-    let hex: String = h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Path::new(SOCKET_DIR).join(format!("mypod-{hex}"))
-}
-
 /// Runs `start` in the bundle directory (cwd); returns the address to print.
 pub fn run(args: &Args) -> Result<String, StartError> {
     let bundle = std::env::current_dir().map_err(io("current dir"))?;
@@ -62,8 +44,8 @@ pub fn run(args: &Args) -> Result<String, StartError> {
         None => Config::default(),
     };
     // A config.json that cannot be read is reported by Create; group by id meanwhile.
-    let group = group_of(&bundle).unwrap_or_else(|| args.id.clone());
-    let sock = socket_path(&args.address, &args.namespace, &group);
+    let group = group::of_bundle(&bundle).unwrap_or_else(|| args.id.clone());
+    let sock = group::socket_path(&args.address, &args.namespace, &group);
     let address = format!("unix://{}", sock.display());
     fs::DirBuilder::new()
         .recursive(true)
@@ -90,27 +72,6 @@ pub fn run(args: &Args) -> Result<String, StartError> {
     }
     drop(lock);
     Ok(address)
-}
-
-/// The pod group named in the bundle's config.json: runc's group annotation, else CRI's
-/// sandbox id (as [`mypod_sandbox::spec::group_id`]). Only the annotations are decoded:
-/// the full spec is parsed and validated once, by Create, in the serving shim.
-fn group_of(bundle: &Path) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Annotated {
-        #[serde(default)]
-        annotations: Option<std::collections::HashMap<String, String>>,
-    }
-    let data = fs::read(bundle.join("config.json")).ok()?;
-    let mut a = serde_json::from_slice::<Annotated>(&data)
-        .ok()?
-        .annotations?;
-    [
-        mypod_sandbox::spec::RUNC_GROUP,
-        mypod_sandbox::spec::SANDBOX_ID,
-    ]
-    .iter()
-    .find_map(|k| a.remove(*k).filter(|g| !g.is_empty()))
 }
 
 /// Serializes starts by locking the socket directory itself (nothing to clean up; the
@@ -275,58 +236,5 @@ mod tests {
         assert_eq!(oom_score_for_shim(-999), -998);
         assert_eq!(oom_score_for_shim(0), 1);
         assert_eq!(oom_score_for_shim(1000), 1000);
-    }
-
-    #[test]
-    fn group_comes_from_the_annotations_as_in_the_sandbox_crate() {
-        let dir = std::env::temp_dir().join(format!("mypod-start-group-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let cases: [(&str, Option<&str>); 5] = [
-            (
-                r#"{"ociVersion":"1.0.2","annotations":{"io.kubernetes.cri.sandbox-id":"sb"}}"#,
-                Some("sb"),
-            ),
-            (
-                r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"sb","io.containerd.runc.v2.group":"g"},"process":{"args":["x"]}}"#,
-                Some("g"),
-            ),
-            (
-                r#"{"annotations":{"io.containerd.runc.v2.group":""}}"#,
-                None,
-            ),
-            (r#"{"ociVersion":"1.0.2","process":{"args":["x"]}}"#, None),
-            ("not json", None),
-        ];
-        for (json, want) in cases {
-            fs::write(dir.join("config.json"), json).unwrap();
-            assert_eq!(group_of(&dir).as_deref(), want, "{json}");
-            if let Ok(spec) = serde_json::from_str::<oci_spec::runtime::Spec>(json) {
-                assert_eq!(
-                    mypod_sandbox::spec::group_id(&spec, "own-id"),
-                    want.unwrap_or("own-id")
-                );
-            }
-        }
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn socket_path_depends_on_all_parts_and_fits_sun_path() {
-        let a = socket_path("/run/containerd/containerd.sock", "k8s.io", "pod1");
-        assert_eq!(
-            a,
-            socket_path("/run/containerd/containerd.sock", "k8s.io", "pod1")
-        );
-        assert_ne!(
-            a,
-            socket_path("/run/containerd/containerd.sock", "k8s.io", "pod2")
-        );
-        assert_ne!(
-            a,
-            socket_path("/run/containerd/containerd.sock", "default", "pod1")
-        );
-        assert_ne!(a, socket_path("/other.sock", "k8s.io", "pod1"));
-        assert!(a.as_os_str().len() < 100);
-        assert!(a.starts_with(SOCKET_DIR));
     }
 }

@@ -214,10 +214,8 @@ impl Containerd {
         }
 
         let cri = b.cri.then(|| CriParts::prepare(&dir, &ns, b.sandbox_image));
-        let mut config_text = config_toml_with(b.version, &dir, cri.is_some()).replace(
-            "level = \"debug\"",
-            &format!("level = \"{}\"", b.log_level),
-        );
+        let mut config_text = config_toml_with(b.version, &dir, cri.is_some())
+            .replace("level = \"debug\"", &format!("level = \"{}\"", b.log_level));
         if let Some(parts) = &cri {
             config_text.push_str(&parts.config_sections(b.version, &dir, &b.runtime, b.with_runc));
         }

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{cgroups_path, rootfs_path, Container, ContainerError};
-use crate::cgroup::{Cgroup, Layout};
 use crate::cgroup::freezer;
+use crate::cgroup::{Cgroup, Layout};
 use crate::hooks;
 use crate::mount;
 use crate::spec;

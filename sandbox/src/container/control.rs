@@ -2,12 +2,12 @@
 //! namespace, pids, resource updates, pause/resume, statistics and OOM watch.
 
 use super::{Container, ContainerError};
-use crate::cgroup::Cgroup;
 use crate::cgroup::freezer;
 use crate::cgroup::oom::OomWatcher;
 use crate::cgroup::resources;
-use crate::spec;
 use crate::cgroup::stats::{self, Stats};
+use crate::cgroup::Cgroup;
+use crate::spec;
 
 impl Container {
     /// Whether the container has a pid namespace of its own (a new one, not joined by

@@ -39,15 +39,15 @@ use std::time::Duration;
 
 use oci_spec::runtime::{Process as ProcessSpec, Spec};
 
+use crate::cgroup::freezer::FreezerError;
+use crate::cgroup::oom::OomError;
+use crate::cgroup::resources::ResourceError;
 use crate::cgroup::{Cgroup, CgroupError};
 use crate::console::ConsoleError;
 use crate::exe::HelperExe;
-use crate::cgroup::freezer::FreezerError;
 use crate::hooks::{self, HookError};
 use crate::mount::{MountError, MountSpec};
-use crate::cgroup::oom::OomError;
 use crate::process::{PidFd, ProcessError};
-use crate::cgroup::resources::ResourceError;
 use crate::spec::SpecError;
 use crate::stdio::{Linger, Stdio, StdioError, StdioPaths};
 use crate::stuck::Trace;

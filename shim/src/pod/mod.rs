@@ -1,0 +1,98 @@
+//! The pod: every container this shim serves, their processes (init and execs), states
+//! and exits.
+//!
+//! State lives behind one std mutex that is never held across an await; blocking
+//! container work (create, exec, start, destroy) runs on the blocking pool. The pod takes
+//! and returns plain types ([`types`]); `crate::convert` maps them to containerd's
+//! messages at the service edge.
+//!
+//! - [`table`]: the container table and its exit bookkeeping (testable with fakes).
+//! - [`lifecycle`]: create, start, delete, wait, state of containers.
+//! - [`exec`]: adding, starting and deleting execs.
+//! - [`control`]: kill, pause, update, stats, stdio, OOM events, shutdown, teardown.
+
+mod control;
+mod exec;
+#[cfg(test)]
+mod fake;
+mod lifecycle;
+mod table;
+mod types;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use mypod_sandbox::cgroup::Layout;
+use mypod_sandbox::container::Launcher;
+use mypod_sandbox::{Container, ExitStatus, Process};
+use tokio::sync::Notify;
+
+use crate::copy;
+use crate::error::ServiceError;
+use table::{ProcState, Table};
+
+pub use types::{
+    CreateRequest, Deleted, Event, EventSink, ExecRequest, ProcessState, RootfsMount, Status,
+};
+
+/// The pod this shim serves.
+pub struct Pod {
+    state: Mutex<Table<Container>>,
+    events: Arc<dyn EventSink>,
+    layout: Layout,
+    launcher: Launcher,
+    /// Notified when the shim should exit.
+    pub exit: Notify,
+}
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+impl Pod {
+    /// A pod with no containers yet.
+    pub fn new(events: Arc<dyn EventSink>, layout: Layout, launcher: Launcher) -> Pod {
+        Pod {
+            state: Mutex::new(Table::default()),
+            events,
+            layout,
+            launcher,
+            exit: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table<Container>> {
+        // A panic while holding the lock would abort (panic=abort), so poisoning
+        // cannot be observed; recover the guard anyway.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A reaped child: a process of one of our containers, or a helper.
+    pub fn on_exit(&self, pid: i32, code: u32) {
+        let exit = ExitStatus {
+            code,
+            at: SystemTime::now(),
+        };
+        self.lock().on_exit(pid, exit, self.events.as_ref());
+    }
+}
+
+/// Starts the shim's copies for a new process: its terminal, or its stdin pipe.
+fn start_copies(process: &mut Process, state: &mut ProcState, what: &str) {
+    if let Some((master, stdin, stdout)) = process.take_terminal() {
+        state.terminal = true;
+        match copy::terminal(master, stdin, stdout) {
+            Ok((m, closer)) => {
+                state.master = Some(m);
+                state.stdin_closer = closer;
+            }
+            Err(e) => log::error!("terminal of {what}: {e}"),
+        }
+    } else if let Some((fifo, pipe)) = process.take_stdin_copy() {
+        match copy::stdin(fifo, pipe) {
+            Ok(c) => state.stdin_closer = Some(c),
+            Err(e) => log::error!("stdin of {what}: {e}"),
+        }
+    }
+}
+
+/// Shared handle.
+pub type PodRef = Arc<Pod>;
