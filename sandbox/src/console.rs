@@ -131,8 +131,10 @@ mod tests {
         send_fd(a.as_raw_fd(), master.as_raw_fd()).unwrap();
         drop(master);
         let got = recv_fd(b.as_raw_fd()).unwrap();
+        // SAFETY: winsize is plain integers: all zeroes is a valid value.
         let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
         assert_eq!(
+            // SAFETY: TIOCGWINSZ writes one winsize into `ws`, which lives across the call.
             unsafe { libc::ioctl(got.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) },
             0
         );

@@ -18,7 +18,6 @@
 
 use std::ffi::CString;
 use std::io::{Read, Seek, Write};
-use std::os::fd::FromRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -311,14 +310,9 @@ fn output(mut f: std::fs::File) -> String {
 
 fn memfd(name: &str) -> std::io::Result<std::fs::File> {
     let name = CString::new(name).unwrap_or_default();
-    // SAFETY: memfd_create with a valid NUL-terminated name; a non-negative result is a
-    // new descriptor that nothing else owns.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just created and is owned by nobody else.
-    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    nix::sys::memfd::memfd_create(&name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+        .map(std::fs::File::from)
+        .map_err(std::io::Error::from)
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@ use nix::unistd::Pid;
 /// Errors signalling a process.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
+    /// A fork that needs a single-threaded process found more threads (0: unknown).
+    #[error("{what}: the process has {threads} threads, a plain fork needs one")]
+    Threads { what: String, threads: usize },
     #[error("process {0} already finished")]
     Finished(i32),
     #[error("pidfd_open({pid}): {errno}")]
@@ -106,6 +109,27 @@ impl PidFd {
     }
 }
 
+/// The number of threads of this process (`Threads:` of /proc/self/status), if readable.
+pub fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Checks what a plain fork(2) relies on: this process has one thread, so the child is
+/// a complete copy that may allocate, lock and run any code. `what` names the fork.
+pub fn ensure_single_threaded(what: &str) -> Result<(), ProcessError> {
+    match thread_count() {
+        Some(1) => Ok(()),
+        n => Err(ProcessError::Threads {
+            what: what.to_string(),
+            threads: n.unwrap_or(0),
+        }),
+    }
+}
+
 /// Reaps every child that has exited, without blocking: (pid, exit code). Children
 /// started by [`spawn_watched`] are not returned: their status goes to their [`Watch`].
 pub fn reap_all() -> Vec<(i32, u32)> {
@@ -183,9 +207,10 @@ impl Watch {
     pub fn kill(&self) {
         let w = watched();
         if w.get(&self.pid).is_some_and(|s| s.is_none()) {
-            // SAFETY: kill(2) with integer arguments. The pid is our unreaped child:
-            // reap_all records every reaped watched pid under this lock, which we hold.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            // The pid is our unreaped child: reap_all records every reaped watched pid
+            // under this lock, which we hold, so it cannot have been reused.
+            let _ =
+                nix::sys::signal::kill(Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 
@@ -215,6 +240,18 @@ pub fn set_child_subreaper() -> nix::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_thread_is_seen_before_a_fork() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        let n = thread_count().unwrap();
+        assert!(n >= 2, "{n}");
+        let e = ensure_single_threaded("fork x").unwrap_err().to_string();
+        assert!(e.starts_with("fork x: the process has"), "{e}");
+        drop(tx);
+        t.join().unwrap().unwrap_err();
+    }
     use nix::sys::signal::Signal;
 
     #[test]

@@ -5,9 +5,6 @@ use std::path::{Path, PathBuf};
 use crate::idmap::MountIdmap;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-/// Annotation CRI sets to say whether this is the pod's sandbox container.
-pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
-
 /// Errors reading or validating a spec.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {

@@ -70,8 +70,6 @@ pub enum InitMsg {
     Error(String),
 }
 
-/// Shim → helper: the id maps are written.
-pub const MAPPED: u8 = b'm';
 /// Shim → container init: the runtime's create hooks succeeded.
 pub const HOOKS_DONE: u8 = b'h';
 /// Shim → container init: go (exec the process).

@@ -71,8 +71,7 @@ impl Config {
     /// Reads the runtime options on stdin (if any) and returns the TOML text to use and
     /// where it came from. No options, or options of another type, mean defaults.
     pub fn source_from_stdin() -> Result<Option<(String, String)>, ConfigError> {
-        // SAFETY: isatty only inspects fd 0.
-        if unsafe { libc::isatty(0) } == 1 {
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             return Ok(None);
         }
         let mut buf = Vec::new();

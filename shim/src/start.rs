@@ -83,12 +83,8 @@ pub(crate) fn lock(sock: &Path) -> Result<File, StartError> {
         .custom_flags(libc::O_DIRECTORY)
         .open(path)
         .map_err(io(format!("open {}", path.display())))?;
-    // SAFETY: flock on an fd we own; blocks until the other start releases it.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io(format!("lock {}", path.display()))(
-            std::io::Error::last_os_error(),
-        ));
-    }
+    // Blocks until the other start releases it.
+    f.lock().map_err(io(format!("lock {}", path.display())))?;
     Ok(f)
 }
 
@@ -108,9 +104,11 @@ fn spawn_server(args: &Args, sock: &Path, group: &str, config: Config) -> Result
     // kernel that cannot seal it fails the start with the reason (see mypod_sandbox::exe).
     let exe = std::env::current_exe().map_err(io("own executable"))?;
     let helper = mypod_sandbox::exe::HelperExe::seal(&exe)?;
+    mypod_sandbox::process::ensure_single_threaded("fork the serving shim")
+        .map_err(|e| io("fork the serving shim")(std::io::Error::other(e.to_string())))?;
     let listener = UnixListener::bind(sock).map_err(io(format!("listen on {}", sock.display())))?;
-    // SAFETY: this process is single-threaded (`start` starts no thread), so the child
-    // is a complete copy that may allocate, lock and run any code.
+    // SAFETY: this process is single-threaded (`start` starts no thread; checked just
+    // above), so the child is a complete copy that may allocate, lock and run any code.
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(io("fork the serving shim")(e.into())),
         Ok(ForkResult::Child) => {

@@ -10,6 +10,9 @@
 //! - `MYPOD_TEST_IMAGE`: the OCI layout tar (default `<repo>/.cache/images/busybox.tar`).
 //! - `MYPOD_TEST_TMPDIR`: where instance dirs go (default `/tmp`).
 
+// Test code: a panic (unwrap, expect) is how a test or the harness fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod bench;
 pub mod caps;
 pub mod cleanup;

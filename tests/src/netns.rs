@@ -149,6 +149,7 @@ mod tests {
 
     #[test]
     fn private_namespace_with_lo_up() {
+        // SAFETY: geteuid(2) takes nothing and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             return; // needs CAP_SYS_ADMIN
         }

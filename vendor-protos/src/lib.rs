@@ -1,8 +1,18 @@
 //! Protos that no crate ships: CRI's `runtimeoptions.v1.Options`, which containerd hands
 //! non-runc shims (on `start`'s stdin and in `CreateTaskRequest.options`).
 
-// The generated mod.rs declares `pub mod runtimeoptions;` (runtimeoptions.v1).
-include!(concat!(env!("OUT_DIR"), "/protos/mod.rs"));
+// The generated mod.rs declares `pub mod runtimeoptions;` (runtimeoptions.v1). Generated
+// code is exempt from the workspace's lints.
+#[allow(
+    clippy::all,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unsafe_op_in_unsafe_fn
+)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/protos/mod.rs"));
+}
+pub use generated::runtimeoptions;
 
 pub use runtimeoptions::Options;
 

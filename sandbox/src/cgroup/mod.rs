@@ -12,6 +12,5 @@ pub mod resources;
 pub mod stats;
 pub mod systemd_path;
 
-pub use devices::device_rule;
 pub use layout::{Hierarchy, Layout};
-pub use placement::{relative_path, Cgroup, CgroupError, Join};
+pub use placement::{Cgroup, CgroupError, Join};

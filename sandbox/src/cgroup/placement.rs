@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::devices::bpf::DeviceFilterError;
 use super::layout::Layout;
 use super::systemd_path::{self, SystemdPathError};
+use crate::process::PidFd;
 
 /// Errors creating, joining or removing a cgroup.
 #[derive(Debug, thiserror::Error)]
@@ -171,13 +172,40 @@ impl Cgroup {
     }
 
     /// Sends `sig` to every process in the cgroup; returns how many were signalled.
+    ///
+    /// A pid read from `cgroup.procs` may exit, be reaped and be reused by a process
+    /// elsewhere before it is signalled: each is pinned with a pidfd first, and only those
+    /// still listed after that are signalled, through their pidfd.
     pub fn signal_all(&self, sig: i32) -> Result<usize, CgroupError> {
-        let pids = self.pids()?;
-        for pid in &pids {
-            // SAFETY: kill(2) has no memory effects; a stale pid yields ESRCH.
-            unsafe { libc::kill(*pid, sig) };
+        let pinned: Vec<PidFd> = self
+            .pids()?
+            .into_iter()
+            .filter_map(|pid| PidFd::open(pid).ok())
+            .collect();
+        if pinned.is_empty() {
+            return Ok(0);
         }
-        Ok(pids.len())
+        let members = self.pids()?;
+        let mut n = 0;
+        for p in pinned.iter().filter(|p| members.contains(&p.pid())) {
+            // An exited process is no error: it is gone, as asked.
+            let _ = p.signal(sig);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Sends `sig` to `pid` if it is a member of this cgroup (pinned first, as
+    /// [`Cgroup::signal_all`] does); false if it is not (any more).
+    pub fn signal_member(&self, pid: i32, sig: i32) -> Result<bool, CgroupError> {
+        let Ok(pinned) = PidFd::open(pid) else {
+            return Ok(false);
+        };
+        if !self.pids()?.contains(&pid) {
+            return Ok(false);
+        }
+        let _ = pinned.signal(sig);
+        Ok(true)
     }
 
     /// SIGKILLs everything in the cgroup until it is empty (bounded wait).

@@ -21,11 +21,9 @@ pub(super) struct Partial {
 
 impl Partial {
     pub(super) fn undo(&mut self) {
-        if let Some(pid) = self.pid.take() {
-            // SAFETY: kill(2) on the pid the helper reported; it is our (not yet
-            // reaped) descendant, so the pid cannot have been reused.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+        // The process the helper reported (`pid`) was born in the cgroup: killing
+        // everything in it kills that process too, without trusting a pid that may have
+        // been reaped and reused meanwhile.
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.kill_all();
             if let Err(e) = cg.remove() {

@@ -72,8 +72,9 @@ impl ExecTarget {
             Ok((p, _)) => Ok(p),
             Err(e) => {
                 if let Some(pid) = pid {
-                    // SAFETY: kill(2) on our unreaped descendant (see Partial::undo).
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    // Only while it is still the container's: the pid may have been
+                    // reaped and reused meanwhile.
+                    let _ = self.cgroup.signal_member(pid, libc::SIGKILL);
                 }
                 Err(e)
             }

@@ -104,8 +104,10 @@ fn run(chan: &mut UnixStream) -> Result<(), InitError> {
         plan.enter_new_userns()?;
     }
     plan.unshare_rest()?;
-    // SAFETY: this process is single-threaded (freshly exec'd), so the child may
-    // allocate and do anything a normal process does.
+    crate::process::ensure_single_threaded("fork container process")
+        .map_err(|e| InitError::Invalid(e.to_string()))?;
+    // SAFETY: this process is single-threaded (freshly exec'd, checked just above), so
+    // the child may allocate and do anything a normal process does.
     match unsafe { fork() }.ctx(|| "fork container process".into())? {
         ForkResult::Parent { child } => {
             wire::send(chan, &InitMsg::Pid(child.as_raw()))?;

@@ -151,8 +151,7 @@ fn ensure(root: &OwnedFd, path: &Path, dir: bool) -> Result<OwnedFd, InitError> 
                     Mode::from_bits_truncate(0o755),
                 )
                 .map(|fd| {
-                    // SAFETY: the fd was just returned by openat and is closed once.
-                    unsafe { libc::close(fd) };
+                    let _ = nix::unistd::close(fd);
                 })
             } else {
                 nix::sys::stat::mkdirat(

@@ -34,8 +34,8 @@ pub fn setup(console_fd: i32, process: &Process, bind_console: bool) -> Result<(
     console::send_fd(console_fd, master.as_raw_fd())
         .map_err(|e| InitError::Invalid(format!("process.terminal: {e}")))?;
     drop(master);
-    // SAFETY: close(2) of the console socket we no longer need.
-    unsafe { libc::close(console_fd) };
+    // The console socket is no longer needed.
+    let _ = nix::unistd::close(console_fd);
     let s = slave.as_raw_fd();
     // SAFETY: TIOCSCTTY takes an int argument; we are a session leader (setsid).
     if unsafe { libc::ioctl(s, libc::TIOCSCTTY, 0) } != 0 {

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::{FromRawFd, OwnedFd};
 
 use libseccomp::{ScmpArch, ScmpFilterContext, ScmpSyscall};
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction};
@@ -26,16 +25,15 @@ pub(super) fn needs_enosys_stub(sc: &LinuxSeccomp) -> bool {
 
 /// libseccomp's BPF program for `ctx`, read back through a memfd.
 pub(super) fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
-    // SAFETY: memfd_create with a NUL-terminated name; the fd it returns is ours alone.
-    let fd = unsafe { libc::memfd_create(c"mypod-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(SeccompError::Sys {
-            what: "linux.seccomp: memfd_create for the BPF export".into(),
-            errno: nix::Error::last(),
-        });
-    }
-    // SAFETY: fd is a fresh descriptor nothing else owns.
-    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let fd = nix::sys::memfd::memfd_create(
+        c"mypod-seccomp",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+    )
+    .map_err(|errno| SeccompError::Sys {
+        what: "linux.seccomp: memfd_create for the BPF export".into(),
+        errno,
+    })?;
+    let mut file = File::from(fd);
     ctx.export_bpf(&file)
         .map_err(|e| invalid(format_args!("export the BPF program: {e}")))?;
     let mut raw = Vec::new();

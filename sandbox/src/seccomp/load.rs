@@ -39,21 +39,25 @@ unsafe fn load_raw(prog: &[libc::sock_filter], flags: libc::c_ulong) -> i32 {
         len: prog.len() as libc::c_ushort,
         filter: prog.as_ptr() as *mut libc::sock_filter,
     };
-    let r = if flags == 0 {
-        libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
-            &fprog as *const libc::sock_fprog as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        ) as libc::c_long
-    } else {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong,
-            flags,
-            &fprog as *const libc::sock_fprog,
-        )
+    // SAFETY: the kernel reads `fprog` and the `prog` it points to, both alive across the
+    // call; the caller vouches that `prog` is a complete, non-empty BPF program.
+    let r = unsafe {
+        if flags == 0 {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &fprog as *const libc::sock_fprog as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            ) as libc::c_long
+        } else {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong,
+                flags,
+                &fprog as *const libc::sock_fprog,
+            )
+        }
     };
     if r == 0 {
         0

@@ -14,6 +14,9 @@
 //! `target/bench/samples.json`. Everything it starts is removed when it ends, also on failure
 //! or Ctrl-C.
 
+// Test code: a panic (unwrap, expect) is how a test or the harness fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

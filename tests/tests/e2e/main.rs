@@ -2,6 +2,9 @@
 //! CRI as users drive them. One binary (one link of the whole dependency graph) with a module
 //! per area; `cargo test -p mypod-tests -- first_light::` runs one area. See docs/testing.md.
 
+// Test code: a panic (unwrap, expect) is how a test or the harness fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bad_input;
 mod cri_bad_input;
 mod cri_exec_logs;

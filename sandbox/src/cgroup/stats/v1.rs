@@ -115,12 +115,9 @@ fn device_name(major: u64, minor: u64, cache: &mut HashMap<(u64, u64), String>) 
 
 /// USER_HZ, for cpuacct.stat's ticks.
 fn clock_ticks() -> u64 {
-    // SAFETY: sysconf(3) takes no pointers.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
     }
 }
 
