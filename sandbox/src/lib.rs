@@ -23,6 +23,7 @@ pub mod spec;
 pub mod stdio;
 pub(crate) mod stuck;
 pub(crate) mod sysctl;
+pub mod userns_pool;
 pub(crate) mod wire;
 
 pub use container::{Container, CreateOpts, ExecOpts, ExecTarget, Launcher, Process};

@@ -82,6 +82,11 @@ pub fn main() -> ! {
 
 fn run(chan: &mut UnixStream) -> Result<(), InitError> {
     set_cloexec(CHANNEL_FD);
+    // The forks below are plain fork(2)s: checked here, while /proc is still the host's
+    // (after joining a container's mount namespace /proc/self may not resolve), and
+    // nothing in the helper starts a thread.
+    crate::process::ensure_single_threaded("init helper")
+        .map_err(|e| InitError::Invalid(e.to_string()))?;
     let req: InitRequest = wire::recv(chan)?
         .ok_or_else(|| InitError::Invalid("init: no request from the shim".into()))?;
     // Other processes in the container must not reach our memory or /proc/self/exe.
@@ -104,10 +109,9 @@ fn run(chan: &mut UnixStream) -> Result<(), InitError> {
         plan.enter_new_userns()?;
     }
     plan.unshare_rest()?;
-    crate::process::ensure_single_threaded("fork container process")
-        .map_err(|e| InitError::Invalid(e.to_string()))?;
-    // SAFETY: this process is single-threaded (freshly exec'd, checked just above), so
-    // the child may allocate and do anything a normal process does.
+    // SAFETY: this process is single-threaded (freshly exec'd, checked at the start of
+    // `run`, and it starts no thread), so the child may allocate and do anything a
+    // normal process does.
     match unsafe { fork() }.ctx(|| "fork container process".into())? {
         ForkResult::Parent { child } => {
             wire::send(chan, &InitMsg::Pid(child.as_raw()))?;

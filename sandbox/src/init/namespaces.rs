@@ -138,10 +138,8 @@ impl Plan {
     pub fn enter_new_userns(&self) -> Result<(), InitError> {
         let (mut ready_r, mut ready_w) = pipe()?;
         let (mut go_r, mut go_w) = pipe()?;
-        crate::process::ensure_single_threaded("fork for user namespace")
-            .map_err(|e| InitError::Invalid(e.to_string()))?;
-        // SAFETY: single-threaded process (freshly exec'd, checked just above): the child
-        // may do anything.
+        // SAFETY: single-threaded process (freshly exec'd, checked at the start of
+        // init's `run`, no thread started since): the child may do anything.
         match unsafe { fork() }.ctx(|| "fork for user namespace".into())? {
             ForkResult::Parent { child } => {
                 drop(ready_w);
