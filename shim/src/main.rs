@@ -12,6 +12,7 @@ mod group;
 mod info;
 mod logger;
 mod metrics;
+mod peer;
 mod pod;
 mod serve;
 mod service;

@@ -37,6 +37,9 @@ pub struct Handoff {
     pub config: Config,
     /// The shim's binary, sealed read-only for the helpers (see mypod_sandbox::exe).
     pub helper: HelperExe,
+    /// containerd's uid (the uid `start` ran as): with root, the only peer allowed on the
+    /// socket (see crate::peer).
+    pub containerd_uid: u32,
 }
 
 /// Runs the server until the pod is gone; returns the process exit code.
@@ -47,12 +50,13 @@ pub fn run(args: Args, handoff: Handoff) -> i32 {
         socket,
         config,
         helper,
+        containerd_uid,
     } = handoff;
     logger::init(args.debug || config.debug);
     if let Ok(cwd) = std::env::current_dir() {
         logger::add_bundle(&cwd);
     }
-    let code = match serve_blocking(&args, &config, listener, helper) {
+    let code = match serve_blocking(&args, &config, listener, helper, containerd_uid) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("shim for pod {}: {e}", args.id);
@@ -69,6 +73,7 @@ fn serve_blocking(
     config: &Config,
     listener: UnixListener,
     helper: HelperExe,
+    containerd_uid: u32,
 ) -> Result<(), ServeError> {
     mypod_sandbox::process::set_child_subreaper()
         .map_err(|e| ServeError::Setup(format!("become subreaper: {e}")))?;
@@ -83,7 +88,13 @@ fn serve_blocking(
         .on_thread_stop(trim_malloc)
         .build()
         .map_err(|e| ServeError::Setup(format!("runtime: {e}")))?;
-    rt.block_on(serve(args, config, listener.into_raw_fd(), helper))
+    rt.block_on(serve(
+        args,
+        config,
+        listener.into_raw_fd(),
+        helper,
+        containerd_uid,
+    ))
 }
 
 /// glibc malloc settings for a small, long-lived process, set before any thread exists.
@@ -114,6 +125,7 @@ async fn serve(
     config: &Config,
     fd: RawFd,
     helper: HelperExe,
+    containerd_uid: u32,
 ) -> Result<(), ServeError> {
     // Register for SIGCHLD before any child exists.
     let mut sigchld = signal(SignalKind::child()).map_err(|e| ServeError::Setup(e.to_string()))?;
@@ -135,7 +147,11 @@ async fn serve(
     // SAFETY: `fd` is the listening socket `start` bound, released from its UnixListener:
     // the server takes sole ownership.
     let server = unsafe { ttrpc::asynchronous::Server::new().add_unix_listener(fd)? };
-    let mut server = server.register_service(crate::service::services(pod.clone()));
+    // Every connection's peer is checked before ttrpc reads from it: a listener added from
+    // a unix fd yields sockets that carry their fd, which the hook needs.
+    let mut server = server
+        .set_accept_hook(crate::peer::PeerCheck { containerd_uid })
+        .register_service(crate::service::services(pod.clone()));
     server.start().await?;
     log::info!("serving pod {} (namespace {})", args.id, args.namespace);
     loop {

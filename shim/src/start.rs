@@ -107,12 +107,15 @@ fn spawn_server(args: &Args, sock: &Path, group: &str, config: Config) -> Result
     mypod_sandbox::process::ensure_single_threaded("fork the serving shim")
         .map_err(|e| io("fork the serving shim")(std::io::Error::other(e.to_string())))?;
     let listener = UnixListener::bind(sock).map_err(io(format!("listen on {}", sock.display())))?;
+    // containerd runs `start` with its own credentials: our uid is containerd's. The server
+    // lets only it and root connect (crate::peer).
+    let containerd_uid = nix::unistd::getuid().as_raw();
     // SAFETY: this process is single-threaded (`start` starts no thread; checked just
     // above), so the child is a complete copy that may allocate, lock and run any code.
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(io("fork the serving shim")(e.into())),
         Ok(ForkResult::Child) => {
-            let code = become_server(args, sock, group, config, listener, helper);
+            let code = become_server(args, sock, group, config, listener, helper, containerd_uid);
             std::process::exit(code)
         }
         Ok(ForkResult::Parent { child }) => {
@@ -132,6 +135,7 @@ fn become_server(
     config: Config,
     listener: UnixListener,
     helper: mypod_sandbox::exe::HelperExe,
+    containerd_uid: u32,
 ) -> i32 {
     // Its own session, out of containerd's process group.
     let _ = nix::unistd::setsid();
@@ -153,6 +157,7 @@ fn become_server(
         socket: sock.to_path_buf(),
         config,
         helper,
+        containerd_uid,
     };
     crate::serve::run(serve, handoff)
 }
