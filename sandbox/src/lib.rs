@@ -11,10 +11,12 @@ pub mod container;
 pub mod exe;
 mod forks;
 pub mod hooks;
+pub mod host_access;
 pub mod idmap;
 pub(crate) mod ids;
 pub mod init;
 pub mod mount;
+pub mod policy;
 pub mod process;
 pub(crate) mod sched;
 pub(crate) mod seccomp;
@@ -27,4 +29,5 @@ pub mod userns_pool;
 pub(crate) mod wire;
 
 pub use container::{Container, CreateOpts, ExecOpts, ExecTarget, Launcher, Process};
+pub use policy::Policy;
 pub use process::ExitStatus;

@@ -89,12 +89,13 @@ pub fn validate(
 }
 
 /// Whether `path` is the namespace of that type this process is in (what a container
-/// without that namespace would share).
+/// without that namespace would share). Also used for host access (`crate::host_access`).
 pub fn is_own_namespace(ty: LinuxNamespaceType, path: &Path) -> bool {
     let name = match ty {
         LinuxNamespaceType::Ipc => "ipc",
         LinuxNamespaceType::Network => "net",
         LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Pid => "pid",
         _ => return false,
     };
     let own = std::fs::metadata(format!("/proc/self/ns/{name}"));

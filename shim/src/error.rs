@@ -38,6 +38,7 @@ impl ServiceError {
                     Code::NOT_FOUND
                 }
                 ContainerError::NotCreated => Code::FAILED_PRECONDITION,
+                ContainerError::HostAccess(_) => Code::PERMISSION_DENIED,
                 ContainerError::Resource(r) => match r {
                     ResourceError::Read { .. } => Code::UNKNOWN,
                     _ => Code::INVALID_ARGUMENT,
@@ -77,6 +78,13 @@ mod tests {
         assert_eq!(
             code(ServiceError::Container(ContainerError::Init("boom".into()))),
             Code::UNKNOWN
+        );
+        let refused = mypod_sandbox::host_access::HostAccessError::Refused(vec![
+            mypod_sandbox::host_access::Asked::SharedNamespace("network"),
+        ]);
+        assert_eq!(
+            code(ServiceError::Container(ContainerError::HostAccess(refused))),
+            Code::PERMISSION_DENIED
         );
     }
 }

@@ -142,6 +142,7 @@ async fn serve(
         init_exe: Arc::new(helper),
         setup_timeout: Duration::from_secs(config.container.setup_timeout),
         namespace: args.namespace.clone(),
+        policy: config.sandbox.policy(),
     };
     let pod = Arc::new(Pod::new(Arc::new(events.clone()), layout, launcher));
     // SAFETY: `fd` is the listening socket `start` bound, released from its UnixListener:

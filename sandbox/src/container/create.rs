@@ -39,6 +39,23 @@ impl Container {
         let (spec, idmaps) = spec::load_with_idmaps(&opts.bundle)?;
         spec::validate(&spec)?;
         crate::sysctl::validate(&spec, crate::sysctl::is_own_namespace)?;
+        // Before anything is made: a refused container leaves nothing behind.
+        let policy = &opts.launcher.policy;
+        let asked =
+            crate::host_access::check(&spec, policy.host_access, crate::sysctl::is_own_namespace)?;
+        if !asked.is_empty() {
+            log::warn!(
+                "container {}: {}",
+                opts.id,
+                crate::host_access::allowed_warning(&asked)
+            );
+        }
+        // The seccomp default is wired by the default-profile change; nothing applies it yet.
+        log::debug!(
+            "container {}: sandbox policy {:?} (seccomp default not applied yet)",
+            opts.id,
+            policy
+        );
         let mut partial = Partial::default();
         match Self::create_inner(opts, layout, spec, &idmaps, &mut partial) {
             Ok(c) => Ok(c),

@@ -47,6 +47,7 @@ use crate::console::ConsoleError;
 use crate::exe::HelperExe;
 use crate::hooks::{self, HookError};
 use crate::mount::{MountError, MountSpec};
+use crate::policy::Policy;
 use crate::process::{PidFd, ProcessError};
 use crate::spec::SpecError;
 use crate::stdio::{Linger, Stdio, StdioError, StdioPaths};
@@ -80,6 +81,9 @@ pub enum ContainerError {
     Oom(#[from] OomError),
     #[error(transparent)]
     Hook(#[from] HookError),
+    /// Host access that `[sandbox] host_access` refuses.
+    #[error(transparent)]
+    HostAccess(#[from] crate::host_access::HostAccessError),
     #[error("start init helper {exe}: {source}")]
     Spawn {
         exe: PathBuf,
@@ -96,7 +100,7 @@ pub enum ContainerError {
     Invalid(String),
 }
 
-/// How to launch processes: the helper binary and limits.
+/// How to launch processes: the helper binary, limits and the sandbox policy.
 #[derive(Debug, Clone)]
 pub struct Launcher {
     /// The helper binary (the shim's own), sealed read-only: see [`crate::exe`].
@@ -105,6 +109,8 @@ pub struct Launcher {
     pub setup_timeout: Duration,
     /// containerd namespace (for logging binaries).
     pub namespace: String,
+    /// The shim's sandboxing policy (runtime.toml `[sandbox]`), applied at Create.
+    pub policy: Policy,
 }
 
 /// What Create needs.

@@ -1,0 +1,299 @@
+//! Host access: what in a spec reaches past the container to the host, and whether the
+//! shim's policy (runtime.toml `[sandbox] host_access`) lets a container ask for it.
+//!
+//! The rule, checked at Create (an exec joins an existing container and is not checked):
+//!
+//! - **privileged**: the bounding set holds every capability `caps::all()` names (all
+//!   the kernel knows on the kernels mypod runs on, ≥ 5.12) — or the spec has no
+//!   `process.capabilities`, which leaves the helper's full set — *and* `linux.maskedPaths`
+//!   is absent or empty. That is what CRI's `privileged: true` produces (containerd
+//!   grants every current capability and clears the masked paths); a container that
+//!   keeps mypod's masked paths, or lacks even one capability, is not counted here.
+//! - **a host namespace**: no `network`, `pid` or `ipc` entry in `linux.namespaces`
+//!   (the container shares the runtime's, that is the host's), or an entry that joins,
+//!   by path, the namespace the shim itself is in. Any other path is not host access:
+//!   CRI's pod network namespace and the pod's sandbox namespaces are joined by path.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::policy::HostAccess;
+
+/// One kind of host access a spec asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asked {
+    /// Every capability and no masked paths; `no_capabilities` when the spec has no
+    /// `process.capabilities` at all.
+    Privileged { no_capabilities: bool },
+    /// No entry for the namespace in `linux.namespaces`.
+    SharedNamespace(&'static str),
+    /// An entry that joins the shim's own (the host's) namespace by path.
+    JoinedHostNamespace(&'static str, PathBuf),
+}
+
+impl fmt::Display for Asked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Asked::Privileged {
+                no_capabilities: false,
+            } => write!(
+                f,
+                "a privileged container (every capability in process.capabilities.bounding \
+                 and no linux.maskedPaths)"
+            ),
+            Asked::Privileged {
+                no_capabilities: true,
+            } => write!(
+                f,
+                "a privileged container (no process.capabilities, which keeps every \
+                 capability, and no linux.maskedPaths)"
+            ),
+            Asked::SharedNamespace(ns) => write!(
+                f,
+                "the host's {ns} namespace (no \"{ns}\" entry in linux.namespaces)"
+            ),
+            Asked::JoinedHostNamespace(ns, path) => write!(
+                f,
+                "the host's {ns} namespace (the \"{ns}\" entry of linux.namespaces joins {}, \
+                 the runtime's own)",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// What a list of asks reads as: `A and B`.
+fn list(asked: &[Asked]) -> String {
+    asked
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// Host access the policy does not allow.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HostAccessError {
+    #[error(
+        "config.json asks for {}; runtime.toml [sandbox] host_access = \"refuse\" does not allow it",
+        list(.0)
+    )]
+    Refused(Vec<Asked>),
+}
+
+/// The namespaces whose sharing counts as host access, with their names in messages.
+const NAMESPACES: [(LinuxNamespaceType, &str); 3] = [
+    (LinuxNamespaceType::Network, "network"),
+    (LinuxNamespaceType::Pid, "pid"),
+    (LinuxNamespaceType::Ipc, "ipc"),
+];
+
+/// Whether the spec's process keeps every capability (see the module's rule), and
+/// whether that is because the spec has no `process.capabilities`.
+fn keeps_every_capability(spec: &Spec) -> (bool, bool) {
+    let Some(c) = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+    else {
+        return (true, true);
+    };
+    let bounding: HashSet<caps::Capability> = c
+        .bounding()
+        .iter()
+        .flatten()
+        .filter_map(|c| caps::Capability::from_str(&format!("CAP_{c}")).ok())
+        .collect();
+    (caps::all().is_subset(&bounding), false)
+}
+
+/// The host access `spec` asks for, in a fixed order (privileged, then network, pid,
+/// ipc). `is_host_ns(type, path)` says whether a namespace joined by path is the
+/// runtime's own.
+pub fn asked(spec: &Spec, is_host_ns: impl Fn(LinuxNamespaceType, &Path) -> bool) -> Vec<Asked> {
+    let mut out = Vec::new();
+    let linux = spec.linux().as_ref();
+    let (all_caps, no_capabilities) = keeps_every_capability(spec);
+    let masked = linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .is_some_and(|m| !m.is_empty());
+    if all_caps && !masked {
+        out.push(Asked::Privileged { no_capabilities });
+    }
+    let namespaces = crate::spec::namespaces(spec);
+    for (ty, name) in NAMESPACES {
+        match namespaces.iter().find(|(t, _)| *t == ty) {
+            None => out.push(Asked::SharedNamespace(name)),
+            Some((_, Some(path))) if is_host_ns(ty, path) => {
+                out.push(Asked::JoinedHostNamespace(name, path.clone()))
+            }
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// Applies the policy: the host access asked for (for a warning) when it is allowed, an
+/// error naming all of it when it is refused.
+pub fn check(
+    spec: &Spec,
+    policy: HostAccess,
+    is_host_ns: impl Fn(LinuxNamespaceType, &Path) -> bool,
+) -> Result<Vec<Asked>, HostAccessError> {
+    let asked = asked(spec, is_host_ns);
+    match policy {
+        HostAccess::Refuse if !asked.is_empty() => Err(HostAccessError::Refused(asked)),
+        _ => Ok(asked),
+    }
+}
+
+/// The warning for host access that the policy allowed.
+pub fn allowed_warning(asked: &[Asked]) -> String {
+    format!(
+        "config.json asks for {}; allowed by runtime.toml [sandbox] host_access = \"allow\"",
+        list(asked)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL_NS: &str =
+        r#"{"type":"pid"},{"type":"network"},{"type":"ipc"},{"type":"uts"},{"type":"mount"}"#;
+    const DEFAULT_CAPS: &str = r#""CAP_CHOWN","CAP_NET_BIND_SERVICE","CAP_KILL""#;
+
+    fn all_caps() -> String {
+        let mut names: Vec<String> = caps::all().iter().map(|c| format!("\"{c}\"")).collect();
+        names.sort();
+        names.join(",")
+    }
+
+    /// A spec with these namespaces, bounding capabilities (None: no
+    /// process.capabilities) and masked paths.
+    fn spec(namespaces: &str, bounding: Option<&str>, masked: &str) -> Spec {
+        let caps = bounding
+            .map(|b| format!(r#","capabilities":{{"bounding":[{b}],"effective":[{b}]}}"#))
+            .unwrap_or_default();
+        serde_json::from_str(&format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},
+                "process":{{"args":["sh"],"cwd":"/","user":{{"uid":0,"gid":0}}{caps}}},
+                "linux":{{"namespaces":[{namespaces}],"maskedPaths":[{masked}]}}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn asked_of(s: &Spec) -> Vec<Asked> {
+        asked(s, |_, p| p == Path::new("/host"))
+    }
+
+    #[test]
+    fn a_normal_spec_asks_for_nothing() {
+        let s = spec(ALL_NS, Some(DEFAULT_CAPS), r#""/proc/kcore""#);
+        assert_eq!(asked_of(&s), vec![]);
+        assert_eq!(check(&s, HostAccess::Refuse, |_, _| false), Ok(vec![]));
+    }
+
+    #[test]
+    fn namespaces_joined_by_path_are_not_host_access() {
+        let ns = r#"{"type":"pid","path":"/proc/7/ns/pid"},{"type":"network","path":"/var/run/netns/cni-1"},{"type":"ipc","path":"/proc/7/ns/ipc"},{"type":"mount"}"#;
+        let s = spec(ns, Some(DEFAULT_CAPS), r#""/proc/kcore""#);
+        assert_eq!(check(&s, HostAccess::Refuse, |_, _| false), Ok(vec![]));
+    }
+
+    #[test]
+    fn joining_the_runtimes_own_namespace_is_host_access() {
+        let ns = r#"{"type":"pid"},{"type":"network","path":"/host"},{"type":"ipc"}"#;
+        let s = spec(ns, Some(DEFAULT_CAPS), r#""/proc/kcore""#);
+        let err = check(&s, HostAccess::Refuse, |_, p| p == Path::new("/host")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config.json asks for the host's network namespace (the \"network\" entry of \
+             linux.namespaces joins /host, the runtime's own); runtime.toml [sandbox] \
+             host_access = \"refuse\" does not allow it"
+        );
+    }
+
+    #[test]
+    fn each_missing_namespace_is_named() {
+        for (missing, name) in [("network", "network"), ("pid", "pid"), ("ipc", "ipc")] {
+            let ns: Vec<&str> = ["pid", "network", "ipc", "mount"]
+                .into_iter()
+                .filter(|t| *t != missing)
+                .collect();
+            let ns = ns
+                .iter()
+                .map(|t| format!(r#"{{"type":"{t}"}}"#))
+                .collect::<Vec<_>>()
+                .join(",");
+            let s = spec(&ns, Some(DEFAULT_CAPS), r#""/proc/kcore""#);
+            assert_eq!(asked_of(&s), vec![Asked::SharedNamespace(name)]);
+            let err = check(&s, HostAccess::Refuse, |_, _| false).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "config.json asks for the host's {name} namespace (no \"{name}\" entry in \
+                     linux.namespaces); runtime.toml [sandbox] host_access = \"refuse\" does \
+                     not allow it"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn privileged_is_every_capability_and_no_masked_paths() {
+        let all = all_caps();
+        let s = spec(ALL_NS, Some(&all), "");
+        assert_eq!(
+            asked_of(&s),
+            vec![Asked::Privileged {
+                no_capabilities: false
+            }]
+        );
+        let err = check(&s, HostAccess::Refuse, |_, _| false).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config.json asks for a privileged container"),
+            "{err}"
+        );
+        // No process.capabilities keeps every capability too.
+        assert_eq!(
+            asked_of(&spec(ALL_NS, None, "")),
+            vec![Asked::Privileged {
+                no_capabilities: true
+            }]
+        );
+        // Masked paths, or one capability short, is not privileged.
+        assert_eq!(
+            asked_of(&spec(ALL_NS, Some(&all), r#""/proc/kcore""#)),
+            vec![]
+        );
+        let short = all.replace(r#""CAP_SYS_ADMIN","#, "");
+        assert_ne!(short, all);
+        assert_eq!(asked_of(&spec(ALL_NS, Some(&short), "")), vec![]);
+    }
+
+    #[test]
+    fn everything_asked_is_named_and_allow_returns_it() {
+        let all = all_caps();
+        let s = spec(r#"{"type":"mount"}"#, Some(&all), "");
+        let asked = check(&s, HostAccess::Allow, |_, _| false).unwrap();
+        assert_eq!(asked.len(), 4);
+        let w = allowed_warning(&asked);
+        assert!(w.contains("privileged container"), "{w}");
+        assert!(w.contains("the host's network namespace"), "{w}");
+        assert!(w.contains("the host's pid namespace"), "{w}");
+        assert!(
+            w.ends_with("the host's ipc namespace (no \"ipc\" entry in linux.namespaces); allowed by runtime.toml [sandbox] host_access = \"allow\""),
+            "{w}"
+        );
+        assert_eq!(
+            check(&s, HostAccess::Refuse, |_, _| false),
+            Err(HostAccessError::Refused(asked))
+        );
+    }
+}
