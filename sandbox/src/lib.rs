@@ -25,5 +25,9 @@ pub(crate) mod stuck;
 pub(crate) mod sysctl;
 pub(crate) mod wire;
 
+/// mypod's default seccomp profile (`seccomp = "default"`): [`seccomp_default::profile`],
+/// [`seccomp_default::profile_for`], the [`seccomp_default::DENIED`] table.
+pub use seccomp::default as seccomp_default;
+
 pub use container::{Container, CreateOpts, ExecOpts, ExecTarget, Launcher, Process};
 pub use process::ExitStatus;
