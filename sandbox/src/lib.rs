@@ -28,6 +28,10 @@ pub(crate) mod sysctl;
 pub mod userns_pool;
 pub(crate) mod wire;
 
+/// mypod's default seccomp profile (`seccomp = "default"`): [`seccomp_default::profile`],
+/// [`seccomp_default::profile_for`], the [`seccomp_default::DENIED`] table.
+pub use seccomp::default as seccomp_default;
+
 pub use container::{Container, CreateOpts, ExecOpts, ExecTarget, Launcher, Process};
 pub use policy::Policy;
 pub use process::ExitStatus;

@@ -11,7 +11,7 @@ use oci_spec::runtime::{
 };
 
 use super::bpf::{enosys_stub, export, last_syscalls, needs_enosys_stub};
-use super::{invalid, Filter, SeccompError};
+use super::{invalid, Filter, Optimize, SeccompError};
 
 /// Syscalls take at most 6 arguments.
 const MAX_ARGS: usize = 6;
@@ -21,12 +21,20 @@ const MAX_INSNS: usize = 4096;
 const OPTIMIZE_ABOVE: usize = 32;
 
 impl Filter {
-    /// Compiles the spec's `linux.seccomp`; `None` when the spec has none.
+    /// Compiles the spec's `linux.seccomp`; `None` when the spec has none. The layout is
+    /// runc's ([`Optimize::Runc`]).
     pub fn compile(spec: &Spec) -> Result<Option<Filter>, SeccompError> {
         match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(sc) => compile(sc).map(Some),
+            Some(sc) => compile(sc, Optimize::Runc).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Compiles a profile with the dispatch layout asked for: [`Optimize::BinaryTree`] for
+    /// mypod's own default profile (see [`super::default::filter`]). Same checks and
+    /// mapping as [`Filter::compile`] otherwise.
+    pub fn compile_profile(sc: &LinuxSeccomp, optimize: Optimize) -> Result<Filter, SeccompError> {
+        compile(sc, optimize)
     }
 }
 
@@ -138,7 +146,7 @@ pub fn flags(sc: &LinuxSeccomp, api: u32) -> Result<libc::c_ulong, String> {
     Ok(bits)
 }
 
-fn compile(sc: &LinuxSeccomp) -> Result<Filter, SeccompError> {
+fn compile(sc: &LinuxSeccomp, optimize: Optimize) -> Result<Filter, SeccompError> {
     let default = action(sc.default_action(), sc.default_errno_ret())
         .map_err(|e| invalid(format_args!("defaultAction: {e}")))?;
     let mut ctx = ScmpFilterContext::new(default)
@@ -169,7 +177,12 @@ fn compile(sc: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         .map_err(|e| invalid(format_args!("clear the no_new_privs attribute: {e}")))?;
     let syscalls = sc.syscalls().as_deref().unwrap_or_default();
     let rules: usize = syscalls.iter().map(|s| s.names().len()).sum();
-    if rules > OPTIMIZE_ABOVE {
+    let tree = match optimize {
+        Optimize::Runc => rules > OPTIMIZE_ABOVE,
+        Optimize::BinaryTree => true,
+        Optimize::Linear => false,
+    };
+    if tree {
         // Not fatal: an older libseccomp only builds a slower (linear) filter.
         let _ = ctx.set_ctl_optimize(2);
     }

@@ -34,7 +34,7 @@ impl Filter {
 ///
 /// # Safety
 /// `prog` must be a complete classic BPF program; it must not be empty.
-unsafe fn load_raw(prog: &[libc::sock_filter], flags: libc::c_ulong) -> i32 {
+pub(super) unsafe fn load_raw(prog: &[libc::sock_filter], flags: libc::c_ulong) -> i32 {
     let fprog = libc::sock_fprog {
         len: prog.len() as libc::c_ushort,
         filter: prog.as_ptr() as *mut libc::sock_filter,
@@ -70,50 +70,7 @@ unsafe fn load_raw(prog: &[libc::sock_filter], flags: libc::c_ulong) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use crate::seccomp::compiled;
-
-    use super::*;
-
-    /// Forks, loads `filter` in the child (no_new_privs set first), runs `probe` there and
-    /// returns its exit code. The child only makes raw syscalls (nothing allocates), so
-    /// forking from the multi-threaded test harness is fine.
-    fn in_child(filter: &Filter, probe: fn() -> i32) -> i32 {
-        // The child holds copies of every descriptor until it exits (see crate::forks).
-        let _forking = crate::forks::spawning();
-        // SAFETY: the child only calls prctl, seccomp, raw syscalls and _exit.
-        match unsafe { libc::fork() } {
-            0 => unsafe {
-                // SAFETY: async-signal-safe calls only; `filter.prog` was built before fork.
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                    libc::_exit(100);
-                }
-                if load_raw(&filter.prog, filter.flags) != 0 {
-                    libc::_exit(101);
-                }
-                libc::_exit(probe())
-            },
-            pid => {
-                assert!(pid > 0, "fork failed");
-                let mut status = 0;
-                // SAFETY: waiting for our own child.
-                unsafe { libc::waitpid(pid, &mut status, 0) };
-                assert!(libc::WIFEXITED(status), "child status {status:#x}");
-                libc::WEXITSTATUS(status)
-            }
-        }
-    }
-
-    /// errno of a raw syscall, 0 on success.
-    fn errno_of(nr: libc::c_long, a: libc::c_long, b: libc::c_long) -> i32 {
-        // SAFETY: the probes only pass invalid or harmless arguments.
-        let r = unsafe { libc::syscall(nr, a, b, 0 as libc::c_long) };
-        if r < 0 {
-            // SAFETY: reading errno of this thread.
-            unsafe { *libc::__errno_location() }
-        } else {
-            0
-        }
-    }
+    use crate::seccomp::{compiled, errno_of, in_child};
 
     #[test]
     fn deny_default_gets_enosys_for_newer_syscalls() {
