@@ -3,8 +3,8 @@
 //!
 //! The rule, checked at Create (an exec joins an existing container and is not checked):
 //!
-//! - **privileged**: the bounding set holds every capability `caps::all()` names (all
-//!   the kernel knows on the kernels mypod runs on, ≥ 5.12) — or the spec has no
+//! - **privileged**: the bounding set holds every capability of the runtime's own
+//!   bounding set (what "all current capabilities" grants) — or the spec has no
 //!   `process.capabilities`, which leaves the helper's full set — *and* `linux.maskedPaths`
 //!   is absent or empty. That is what CRI's `privileged: true` produces (containerd
 //!   grants every current capability and clears the masked paths); a container that
@@ -108,7 +108,15 @@ fn keeps_every_capability(spec: &Spec) -> (bool, bool) {
         .flatten()
         .filter_map(|c| caps::Capability::from_str(&format!("CAP_{c}")).ok())
         .collect();
-    (caps::all().is_subset(&bounding), false)
+    (runtime_bounding_set().is_subset(&bounding), false)
+}
+
+/// Every capability the runtime itself may hold: its own bounding set, which is what
+/// containerd's "all current capabilities" (CRI's and ctr's privileged) grants — on a
+/// host that withholds one from root (as some VMs withhold CAP_SYS_RESOURCE), a
+/// privileged spec lacks it too. All capabilities the kernel knows if it cannot be read.
+fn runtime_bounding_set() -> HashSet<caps::Capability> {
+    caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all())
 }
 
 /// The host access `spec` asks for, in a fixed order (privileged, then network, pid,

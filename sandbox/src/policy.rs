@@ -14,7 +14,7 @@ pub struct Policy {
     /// Host ids that user namespaces are mapped to. Carried only, like `user_namespace`.
     pub userns_pool: IdPool,
     /// The seccomp profile of a container whose spec has no `linux.seccomp`.
-    /// Carried only: wired by the default-profile change; nothing is applied yet.
+    /// Applied at Create (see `container/create.rs`), not to host-access containers.
     pub seccomp: SeccompDefault,
     /// Whether a container may ask for host access (see [`crate::host_access`]).
     pub host_access: HostAccess,

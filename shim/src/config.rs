@@ -60,7 +60,7 @@ impl Default for ContainerConfig {
 pub struct SandboxConfig {
     /// `"pod"` or `"off"` (carried to the sandbox; not applied yet).
     pub user_namespace: UserNamespace,
-    /// `"default"` or `"off"` (carried to the sandbox; not applied yet).
+    /// `"default"` or `"off"`: mypod's default profile for specs without one.
     pub seccomp: Seccomp,
     /// `"refuse"` or `"allow"`.
     pub host_access: HostAccess,

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use oci_spec::runtime::Spec;
 
+use crate::policy::SeccompDefault;
+
 use super::cleanup::Partial;
 use super::launch::{Extras, Launching};
 use super::{cgroups_path, rootfs_path, wants_terminal, Container, ContainerError, CreateOpts};
@@ -33,6 +35,22 @@ fn warn_unapplied_resources(id: &str, cg: &Cgroup, spec: &Spec) {
     }
 }
 
+/// `[sandbox] seccomp = "default"`: a spec without `linux.seccomp` gets mypod's default
+/// profile, for the capabilities its bounding set keeps (so execs, which run under the
+/// container's spec, get it too). A spec's own profile is applied as given; a container
+/// allowed host access runs as runc would run it, without the default profile.
+fn with_default_seccomp(mut spec: Spec, default: SeccompDefault, no_host_access: bool) -> Spec {
+    let has_own = spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some());
+    if default != SeccompDefault::Default || has_own || !no_host_access {
+        return spec;
+    }
+    let profile = crate::seccomp_default::profile_for_spec(&spec);
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    linux.set_seccomp(Some(profile));
+    spec.set_linux(Some(linux));
+    spec
+}
+
 impl Container {
     /// Creates the container; blocks until it is ready to start or has failed.
     pub fn create(opts: CreateOpts, layout: &Layout) -> Result<Container, ContainerError> {
@@ -50,12 +68,7 @@ impl Container {
                 crate::host_access::allowed_warning(&asked)
             );
         }
-        // The seccomp default is wired by the default-profile change; nothing applies it yet.
-        log::debug!(
-            "container {}: sandbox policy {:?} (seccomp default not applied yet)",
-            opts.id,
-            policy
-        );
+        let spec = with_default_seccomp(spec, policy.seccomp, asked.is_empty());
         let mut partial = Partial::default();
         match Self::create_inner(opts, layout, spec, &idmaps, &mut partial) {
             Ok(c) => Ok(c),

@@ -118,3 +118,87 @@ per_version!(debug_key_turns_on_the_debug_log with info_level);
 fn info_level(b: mypod_tests::containerd::Builder) -> mypod_tests::containerd::Builder {
     b.log_level("info")
 }
+
+/// `[sandbox] seccomp = "default"`: a spec without linux.seccomp runs under mypod's profile
+/// (filter mode 2; a new user namespace and a mount are refused), and so do its execs, while
+/// ordinary work goes on; with the key off (the built-in default today) there is no filter.
+fn default_seccomp_profile_applies_to_specs_without_one(c: &Containerd) {
+    if !c.is_mypod() {
+        return;
+    }
+    let script = "grep '^Seccomp:' /proc/self/status; \
+                  unshare -U true 2>/dev/null && echo userns=yes || echo userns=no; \
+                  mount -t tmpfs t /mnt 2>/dev/null && echo mount=yes || echo mount=no; \
+                  echo work | sed s/work/done/";
+    let path = write(c, "seccomp.toml", "[sandbox]\nseccomp = \"default\"\n");
+    let flag = format!("--runtime-config-path={path}");
+    let out = c.run("sc", &[&flag], &["/bin/sh", "-c", script]);
+    assert_eq!(out.exit_code(), 0, "{out}");
+    for want in ["Seccomp:\t2", "userns=no", "mount=no", "done"] {
+        assert!(out.stdout.contains(want), "want {want:?}:\n{out}");
+    }
+    c.assert_clean("sc");
+
+    c.run_detached("scx", &[&flag], &["sleep", "600"]);
+    let out = c.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e",
+        "scx",
+        "grep",
+        "^Seccomp:",
+        "/proc/self/status",
+    ]);
+    assert!(
+        out.stdout.contains("Seccomp:\t2"),
+        "an exec runs under the container's profile:\n{out}"
+    );
+    c.kill_and_remove("scx");
+    c.assert_clean("scx");
+
+    let out = c.run("nosc", &[], &["/bin/sh", "-c", script]);
+    assert_eq!(out.exit_code(), 0, "{out}");
+    assert!(
+        out.stdout.contains("Seccomp:\t0") && out.stdout.contains("mount=no"),
+        "without the key: no filter (mount still fails: no CAP_SYS_ADMIN):\n{out}"
+    );
+    c.assert_clean("nosc");
+}
+per_version!(default_seccomp_profile_applies_to_specs_without_one);
+
+/// `[sandbox] host_access = "refuse"`: a privileged container and one that shares the host's
+/// network namespace fail at Create with an error naming what was asked and the key; an
+/// ordinary container runs. With "allow" the privileged one runs.
+fn host_access_refuse_names_what_was_asked(c: &Containerd) {
+    if !c.is_mypod() {
+        return;
+    }
+    let path = write(c, "refuse.toml", "[sandbox]\nhost_access = \"refuse\"\n");
+    let flag = format!("--runtime-config-path={path}");
+    for (id, extra, what) in [
+        ("priv", "--privileged", "privileged"),
+        ("hostnet", "--net-host", "network namespace"),
+    ] {
+        let out = c.run(id, &[&flag, extra], &["/bin/true"]);
+        out.assert_failure();
+        assert!(
+            out.stderr.contains(what) && out.stderr.contains("host_access"),
+            "{id}: the error should name {what:?} and host_access:\n{out}"
+        );
+        c.assert_clean(id);
+    }
+    let out = c.run("plain", &[&flag], &["/bin/sh", "-c", "echo fine"]);
+    assert_eq!(
+        (out.exit_code(), out.stdout.as_str()),
+        (0, "fine\n"),
+        "{out}"
+    );
+    c.assert_clean("plain");
+    let allow = write(c, "allow.toml", "[sandbox]\nhost_access = \"allow\"\n");
+    let flag = format!("--runtime-config-path={allow}");
+    let out = c.run("privok", &[&flag, "--privileged"], &["/bin/true"]);
+    assert_eq!(out.exit_code(), 0, "{out}");
+    c.assert_clean("privok");
+}
+per_version!(host_access_refuse_names_what_was_asked);
