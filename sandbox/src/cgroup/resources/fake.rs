@@ -73,15 +73,25 @@ impl Writes {
         let path = cg.controller_dir(ctrl).unwrap().join(file);
         let _ = fs::remove_file(&path);
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let p = path.clone();
+        // Opened read-write, the FIFO never reports EOF and its pipe lives on between one
+        // writer and the next: a reader that reopened it after each EOF could close it
+        // just after a writer had written and gone, and the kernel would drop that write.
+        let fifo = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
         let reader = std::thread::spawn(move || {
-            let mut all = String::new();
-            while !all.ends_with(END) {
-                // Each open returns once a writer opens; read_to_string ends when none is left.
-                all.push_str(&fs::read_to_string(&p).unwrap());
+            use std::io::Read;
+            let mut fifo = fifo;
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !all.ends_with(END.as_bytes()) {
+                let n = fifo.read(&mut buf).unwrap();
+                all.extend_from_slice(&buf[..n]);
             }
             all.truncate(all.len() - END.len());
-            all
+            String::from_utf8(all).unwrap()
         });
         Writes {
             path,
