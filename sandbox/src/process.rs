@@ -109,13 +109,22 @@ impl PidFd {
     }
 }
 
-/// The number of threads of this process (`Threads:` of /proc/self/status), if readable.
+/// The number of threads of this process, if readable: field 20 (`num_threads`) of
+/// /proc/self/stat, one short line that the kernel makes far faster than `status` (this
+/// is read on every container start).
 pub fn thread_count() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
+    use std::io::Read;
+    let mut buf = [0u8; 1024];
+    let mut f = std::fs::File::open("/proc/self/stat").ok()?;
+    let n = f.read(&mut buf).ok()?;
+    num_threads(std::str::from_utf8(&buf[..n]).ok()?)
+}
+
+/// `num_threads` of a /proc/PID/stat line: the 18th field after the `)` that ends the
+/// command name (which may itself hold spaces and parentheses).
+fn num_threads(stat: &str) -> Option<usize> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(17)?.parse().ok()
 }
 
 /// Checks what a plain fork(2) relies on: this process has one thread, so the child is
@@ -240,6 +249,13 @@ pub fn set_child_subreaper() -> nix::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn num_threads_is_read_past_an_odd_command_name() {
+        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 7 0 1234 0";
+        assert_eq!(num_threads(line), Some(7));
+        assert_eq!(num_threads("42 (x"), None);
+    }
 
     #[test]
     fn a_second_thread_is_seen_before_a_fork() {
