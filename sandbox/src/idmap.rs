@@ -7,7 +7,7 @@
 //!
 //! oci-spec does not model these fields, so they are read from the raw config.json.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -47,6 +47,9 @@ pub struct MountIdmap {
     pub gid: Vec<IdRange>,
     /// `ridmap`, or `rbind` without `idmap`: the submounts are idmapped too.
     pub recursive: bool,
+    /// Mapped through the pod's user namespace (a bind mount of a pod under
+    /// `user_namespace = "pod"`), not through a namespace of its own.
+    pub pod: bool,
 }
 
 /// Reads the idmappings of config.json's mounts (empty when none has any).
@@ -107,6 +110,7 @@ pub fn parse(config: &[u8]) -> Result<Vec<MountIdmap>, IdmapError> {
             uid,
             gid,
             recursive,
+            pod: false,
         });
     }
     Ok(out)
@@ -124,11 +128,13 @@ pub fn hold_main() -> ! {
 }
 
 /// Makes the detached idmapped mount of each `maps` entry; `source` gives the host
-/// path of a mount's source. Returns (mount index, mount fd).
+/// path of a mount's source; `pod` is the pod's user namespace, for the entries mapped
+/// through it. Returns (mount index, mount fd).
 pub fn prepare(
     maps: &[MountIdmap],
     source: impl Fn(usize) -> Option<PathBuf>,
     exe: &Path,
+    pod: Option<BorrowedFd<'_>>,
 ) -> Result<Vec<(usize, OwnedFd)>, IdmapError> {
     let mut out = Vec::new();
     for m in maps {
@@ -144,18 +150,47 @@ pub fn prepare(
                 error,
             }
         };
-        let userns =
-            userns_with(&m.uid, &m.gid, exe).map_err(sys("user namespace with the mappings"))?;
-        let tree = open_tree(&src, m.recursive).map_err(sys("open_tree"))?;
-        set_idmap(&tree, &userns, m.recursive).map_err(sys("mount_setattr(MOUNT_ATTR_IDMAP)"))?;
-        out.push((m.index, tree));
+        let own;
+        let userns = match (m.pod, pod) {
+            (true, Some(ns)) => ns,
+            _ => {
+                own = userns_with(&m.uid, &m.gid, exe)
+                    .map_err(sys("user namespace with the mappings"))?;
+                own.as_fd()
+            }
+        };
+        out.push((
+            m.index,
+            tree(&src, m.recursive, userns).map_err(sys("idmap"))?,
+        ));
     }
     Ok(out)
 }
 
+/// A detached copy of the tree at `src` (with its submounts if `recursive`), idmapped
+/// through `userns`.
+pub fn tree(src: &Path, recursive: bool, userns: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
+    let what = |w: &str| {
+        let w = w.to_string();
+        move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{w}: {e}"))
+    };
+    let tree = open_tree(src, recursive).map_err(what("open_tree"))?;
+    set_idmap(&tree, userns, recursive).map_err(what("mount_setattr(MOUNT_ATTR_IDMAP)"))?;
+    Ok(tree)
+}
+
+/// A detached copy of the tree at `src` with its submounts, not idmapped.
+pub fn clone_tree(src: &Path) -> std::io::Result<OwnedFd> {
+    open_tree(src, true)
+}
+
 /// A user namespace with these mappings: a holder process unshares it, we write its
 /// maps and keep a descriptor of it, and the holder exits.
-fn userns_with(uid: &[IdRange], gid: &[IdRange], exe: &Path) -> std::io::Result<OwnedFd> {
+pub(crate) fn userns_with(
+    uid: &[IdRange],
+    gid: &[IdRange],
+    exe: &Path,
+) -> std::io::Result<OwnedFd> {
     let mut cmd = Command::new(exe);
     cmd.arg("userns")
         .env_clear()
@@ -210,7 +245,7 @@ fn open_tree(src: &Path, recursive: bool) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-fn set_idmap(tree: &OwnedFd, userns: &OwnedFd, recursive: bool) -> std::io::Result<()> {
+fn set_idmap(tree: &OwnedFd, userns: BorrowedFd<'_>, recursive: bool) -> std::io::Result<()> {
     use crate::mount::{attr, mount_setattr};
     mount_setattr(
         tree.as_raw_fd(),

@@ -16,6 +16,8 @@ pub mod idmap;
 pub(crate) mod ids;
 pub mod init;
 pub mod mount;
+pub(crate) mod pod_rootfs;
+pub mod pod_userns;
 pub mod policy;
 pub mod process;
 pub(crate) mod sched;

@@ -4,14 +4,15 @@
 
 /// The shim's sandboxing choices for every container it creates.
 ///
-/// `Default` is today's behaviour (no user namespace, no default seccomp profile, host
-/// access allowed with a warning), which is also runtime.toml's built-in default for now.
+/// `Default` is runtime.toml's built-in default: a user namespace per pod; the default
+/// seccomp profile and host-access refusal are still off (host access is allowed with a
+/// warning) until they become defaults too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
-    /// Whether a pod's containers get a user namespace of their own.
-    /// Carried only: nothing applies it yet.
+    /// Whether a pod's containers get a user namespace of their own (see
+    /// [`crate::pod_userns`]).
     pub user_namespace: UserNamespace,
-    /// Host ids that user namespaces are mapped to. Carried only, like `user_namespace`.
+    /// Host ids that pod user namespaces are mapped to.
     pub userns_pool: IdPool,
     /// The seccomp profile of a container whose spec has no `linux.seccomp`.
     /// Applied at Create (see `container/create.rs`), not to host-access containers.
@@ -58,7 +59,7 @@ pub enum HostAccess {
 impl Default for Policy {
     fn default() -> Policy {
         Policy {
-            user_namespace: UserNamespace::Off,
+            user_namespace: UserNamespace::Pod,
             userns_pool: IdPool {
                 start: 0x7000_0000,
                 size: 65536 * 1024,

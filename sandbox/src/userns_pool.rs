@@ -13,7 +13,8 @@
 //! container can hold (or release) a pod's range.
 
 use std::fs::{File, OpenOptions};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -51,7 +52,67 @@ pub struct Pool {
 pub struct Lease {
     /// The first host id: container id 0 maps to it.
     pub first: u32,
-    _lock: File,
+    lock: File,
+    /// Set by [`Lease::mark`]: the drop empties the file. A slot skipped because its last
+    /// pod still runs keeps its mark.
+    marked: bool,
+}
+
+/// A user namespace's identity: the device and inode of its nsfs file.
+pub type NsId = (u64, u64);
+
+impl Lease {
+    /// Records the namespace mapped to this range, so that after a crash the range is
+    /// not handed out while that namespace still has processes.
+    pub fn mark(&mut self, ns: NsId) -> std::io::Result<()> {
+        self.marked = true;
+        self.lock.set_len(0)?;
+        self.lock.rewind()?;
+        self.lock
+            .write_all(format!("{} {}\n", ns.0, ns.1).as_bytes())
+    }
+
+    /// The namespace recorded by the range's last holder, if it did not end cleanly.
+    fn marked(&mut self) -> Option<NsId> {
+        let mut text = String::new();
+        self.lock.rewind().ok()?;
+        (&self.lock).take(64).read_to_string(&mut text).ok()?;
+        let mut it = text.split_whitespace().map(|w| w.parse::<u64>().ok());
+        Some((it.next()??, it.next()??))
+    }
+}
+
+impl Drop for Lease {
+    /// The pod ended: nothing of it is left to wait for.
+    fn drop(&mut self) {
+        if self.marked {
+            let _ = self.lock.set_len(0);
+        }
+    }
+}
+
+/// Whether any process is in the user namespace `ns` (a scan of `/proc`).
+pub fn userns_in_use(ns: NsId) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    procs.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            && std::fs::metadata(e.path().join("ns/user")).is_ok_and(|m| (m.dev(), m.ino()) == ns)
+            && !zombie(&e.path())
+    })
+}
+
+/// A zombie keeps its namespaces until reaped but runs nothing; a pod's last processes
+/// are zombies for a moment after they die, while their new parent has not reaped them.
+fn zombie(proc_dir: &Path) -> bool {
+    std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state == 'Z' || state == 'X')
+    })
 }
 
 impl Pool {
@@ -102,7 +163,25 @@ impl Pool {
                 .open(&path)
                 .map_err(io(format!("open {}", path.display())))?;
             match file.try_lock() {
-                Ok(()) => return Ok(Lease { first, _lock: file }),
+                Ok(()) => {
+                    let mut lease = Lease {
+                        first,
+                        lock: file,
+                        marked: false,
+                    };
+                    match lease.marked() {
+                        Some(ns) if userns_in_use(ns) => {
+                            log::warn!(
+                                "user namespace pool: range from {first} is free but processes \
+                                 of its last pod (user namespace {}:{}) still run; skipped",
+                                ns.0,
+                                ns.1
+                            );
+                            continue;
+                        }
+                        _ => return Ok(lease),
+                    }
+                }
                 Err(std::fs::TryLockError::WouldBlock) => continue,
                 Err(std::fs::TryLockError::Error(e)) => {
                     return Err(io(format!("lock {}", path.display()))(e))
@@ -213,6 +292,36 @@ mod tests {
         let lease = p.take(0).unwrap();
         assert_eq!(lease.first, p.start);
         drop(lease);
+        std::fs::remove_dir_all(&p.dir).unwrap();
+    }
+
+    /// A free slot still marked with a namespace that has processes (ours) is skipped;
+    /// one marked with a namespace nobody is in is taken; a clean drop unmarks.
+    #[test]
+    fn a_range_whose_pod_still_runs_is_not_handed_out() {
+        let own = std::fs::metadata("/proc/self/ns/user").unwrap();
+        // As a SIGKILLed holder leaves it: unlocked, still marked.
+        let p = pool("marked", 2);
+        std::fs::create_dir_all(&p.dir).unwrap();
+        std::fs::write(
+            p.dir.join(p.start.to_string()),
+            format!("{} {}\n", own.dev(), own.ino()),
+        )
+        .unwrap();
+        let b = p.take(0).unwrap();
+        assert_eq!(b.first, p.start + RANGE, "the marked slot is skipped");
+        drop(b);
+        assert!(
+            p.take(0).is_ok_and(|l| l.first == p.start + RANGE),
+            "a skipped slot keeps its mark"
+        );
+        std::fs::write(p.dir.join(p.start.to_string()), "1 1\n").unwrap();
+        let mut c = p.take(0).unwrap();
+        assert_eq!(c.first, p.start, "a namespace nobody is in does not block");
+        c.mark((own.dev(), own.ino())).unwrap();
+        drop(c);
+        let after = std::fs::read(p.dir.join(p.start.to_string())).unwrap();
+        assert!(after.is_empty(), "a clean drop unmarks");
         std::fs::remove_dir_all(&p.dir).unwrap();
     }
 

@@ -54,6 +54,14 @@ pub struct InitRequest {
     /// detached mount in the helper).
     #[serde(default)]
     pub idmapped: Vec<(usize, i32)>,
+    /// The pod's user namespace (`user_namespace = "pod"`): the helper's fd of it, joined
+    /// after the namespaces given by path.
+    #[serde(default)]
+    pub userns_fd: Option<i32>,
+    /// The rootfs comes idmapped, as a detached mount passed (SCM_RIGHTS) right after
+    /// the request: the container attaches it over the rootfs and pivots into it.
+    #[serde(default)]
+    pub rootfs_tree: bool,
 }
 
 /// What the helper and the container init report back.

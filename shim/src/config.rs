@@ -100,7 +100,7 @@ const ID_BLOCK: u32 = 65536;
 impl Default for SandboxConfig {
     fn default() -> SandboxConfig {
         SandboxConfig {
-            user_namespace: UserNamespace::Off,
+            user_namespace: UserNamespace::Pod,
             seccomp: Seccomp::Off,
             host_access: HostAccess::Allow,
             userns_pool_start: 0x7000_0000,
@@ -273,9 +273,9 @@ mod tests {
     }
 
     #[test]
-    fn sandbox_defaults_are_todays_behaviour() {
+    fn sandbox_defaults() {
         let s = Config::default().sandbox;
-        assert_eq!(s.user_namespace, UserNamespace::Off);
+        assert_eq!(s.user_namespace, UserNamespace::Pod);
         assert_eq!(s.seccomp, Seccomp::Off);
         assert_eq!(s.host_access, HostAccess::Allow);
         assert_eq!(s.userns_pool_start, 0x7000_0000);
@@ -321,7 +321,9 @@ mod tests {
         )
         .unwrap()
         .sandbox;
-        assert_eq!(s, SandboxConfig::default());
+        assert_eq!(s.user_namespace, UserNamespace::Off);
+        assert_eq!(s.seccomp, Seccomp::Off);
+        assert_eq!(s.host_access, HostAccess::Allow);
         // The whole pool up to 2^31.
         let text = "[sandbox]\nuserns_pool_start = 0\nuserns_pool_size = 2147483648\n";
         assert!(Config::parse(text, "x").is_ok());

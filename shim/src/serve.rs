@@ -143,6 +143,7 @@ async fn serve(
         setup_timeout: Duration::from_secs(config.container.setup_timeout),
         namespace: args.namespace.clone(),
         policy: config.sandbox.policy(),
+        userns: Default::default(),
     };
     let pod = Arc::new(Pod::new(Arc::new(events.clone()), layout, launcher));
     // SAFETY: `fd` is the listening socket `start` bound, released from its UnixListener:

@@ -63,9 +63,19 @@ pub struct Builder {
     sandbox_image: SandboxImage,
     shim_copy: bool,
     log_level: &'static str,
+    compat: bool,
 }
 
 impl Builder {
+    /// Run mypod with the repository's runtime-compat.toml (no pod user namespace, no
+    /// default seccomp profile, host access allowed: runc's behaviour), for tests that
+    /// compare mypod with runc or test a spec field's runc semantics: every `ctr run` of
+    /// the mypod runtime gets `--runtime-config-path=<repo>/runtime-compat.toml`.
+    pub fn compat(mut self, yes: bool) -> Self {
+        self.compat = yes;
+        self
+    }
+
     /// containerd's log level (default "debug", at which it passes `-debug` to shims).
     pub fn log_level(mut self, level: &'static str) -> Self {
         self.log_level = level;
@@ -119,6 +129,8 @@ pub struct Containerd {
     ctr_ns: String,
     runtime: String,
     test_name: String,
+    /// See [`Builder::compat`].
+    compat: bool,
     child: Option<Child>,
     /// Set for CRI instances (dropped last: it holds the instance's network namespace).
     pub(crate) cri: Option<CriParts>,
@@ -148,6 +160,7 @@ impl Containerd {
             sandbox_image: SandboxImage::Pause,
             shim_copy: false,
             log_level: "debug",
+            compat: false,
         }
     }
 
@@ -237,6 +250,7 @@ impl Containerd {
             ctr_ns,
             runtime: b.runtime,
             test_name,
+            compat: b.compat,
             child: Some(child),
             cri,
         };
@@ -356,8 +370,16 @@ impl Containerd {
         cmd.arg("--address")
             .arg(self.address())
             .arg("--namespace")
-            .arg(&self.ctr_ns)
-            .args(args);
+            .arg(&self.ctr_ns);
+        let mypod_run = args.first() == Some(&"run") && args.contains(&MYPOD_RUNTIME);
+        if self.compat && mypod_run && !spec_has_uid_mappings(args) {
+            let config = crate::version::repo_root().join("runtime-compat.toml");
+            cmd.arg("run")
+                .arg(format!("--runtime-config-path={}", config.display()))
+                .args(&args[1..]);
+        } else {
+            cmd.args(args);
+        }
         for var in [
             "CONTAINERD_ADDRESS",
             "CONTAINERD_NAMESPACE",
@@ -596,6 +618,24 @@ pub fn config_toml_with(v: Version, dir: &Path, cri: bool) -> String {
         s.push_str(&format!("\n[plugins.\"io.containerd.image-verifier.v1.bindir\"]\n  bin_dir = \"{d}/verifiers\"\n"));
     }
     s
+}
+
+/// Whether `ctr run --config FILE` names a spec with uid mappings. ctr 2.x gives such a task
+/// runc's options type (`WithUIDOwner`), which fails on any other options, so the compat
+/// configuration cannot be passed with it; such a spec has its own user namespace, which
+/// mypod honours as given whatever `[sandbox] user_namespace` says.
+fn spec_has_uid_mappings(args: &[&str]) -> bool {
+    let Some(i) = args.iter().position(|a| *a == "--config") else {
+        return false;
+    };
+    args.get(i + 1)
+        .and_then(|f| fs::read_to_string(f).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| {
+            v["linux"]["uidMappings"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty())
+        })
 }
 
 #[cfg(test)]

@@ -5,10 +5,14 @@
 //! was taken is released if create fails half way.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::policy::SeccompDefault;
+use crate::idmap::{IdRange, MountIdmap};
+use crate::pod_userns::PodUserns;
+use crate::policy::{SeccompDefault, UserNamespace};
+use crate::wire::WireError;
 
 use super::cleanup::Partial;
 use super::launch::{Extras, Launching};
@@ -51,6 +55,55 @@ fn with_default_seccomp(mut spec: Spec, default: SeccompDefault, no_host_access:
     spec
 }
 
+/// The pod's user namespace if this container runs in it: `[sandbox] user_namespace =
+/// "pod"`, no user namespace in the spec (a spec's own is honoured as given) and no host
+/// access. Made with the pod's first such container.
+fn pod_userns(
+    opts: &CreateOpts,
+    spec: &Spec,
+    no_host_access: bool,
+) -> Result<Option<Arc<PodUserns>>, ContainerError> {
+    let policy = &opts.launcher.policy;
+    let own = spec::namespaces(spec)
+        .iter()
+        .any(|(t, _)| *t == LinuxNamespaceType::User);
+    if policy.user_namespace != UserNamespace::Pod || own || !no_host_access {
+        return Ok(None);
+    }
+    if let Some(p) = spec.process() {
+        crate::pod_userns::check_user("process.user", p.user()).map_err(ContainerError::Invalid)?;
+    }
+    let ns = opts
+        .launcher
+        .userns
+        .get_or_create(policy.userns_pool, &opts.id, opts.launcher.init_exe.path())
+        .map_err(|e| ContainerError::Invalid(e.to_string()))?;
+    Ok(Some(ns))
+}
+
+/// The bind mounts of a pod-userns container that the spec does not idmap itself: each is
+/// idmapped through the pod's namespace (`map`), submounts too for `rbind`.
+fn pod_bind_idmaps(spec: &Spec, own: &[MountIdmap], map: &[IdRange]) -> Vec<MountIdmap> {
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    mounts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !own.iter().any(|m| m.index == *i))
+        .filter_map(|(index, m)| {
+            let opts = m.options().as_deref().unwrap_or_default();
+            let has = |o: &str| opts.iter().any(|x| x == o);
+            let bind = m.typ().as_deref() == Some("bind") || has("bind") || has("rbind");
+            bind.then(|| MountIdmap {
+                index,
+                uid: map.to_vec(),
+                gid: map.to_vec(),
+                recursive: has("rbind"),
+                pod: true,
+            })
+        })
+        .collect()
+}
+
 impl Container {
     /// Creates the container; blocks until it is ready to start or has failed.
     pub fn create(opts: CreateOpts, layout: &Layout) -> Result<Container, ContainerError> {
@@ -69,8 +122,13 @@ impl Container {
             );
         }
         let spec = with_default_seccomp(spec, policy.seccomp, asked.is_empty());
+        let pod_ns = pod_userns(&opts, &spec, asked.is_empty())?;
+        let mut idmaps = idmaps;
+        if let Some(ns) = &pod_ns {
+            idmaps.extend(pod_bind_idmaps(&spec, &idmaps, &ns.map()));
+        }
         let mut partial = Partial::default();
-        match Self::create_inner(opts, layout, spec, &idmaps, &mut partial) {
+        match Self::create_inner(opts, layout, spec, &idmaps, pod_ns, &mut partial) {
             Ok(c) => Ok(c),
             Err(e) => {
                 partial.undo();
@@ -84,6 +142,7 @@ impl Container {
         layout: &Layout,
         spec: Spec,
         idmaps: &[crate::idmap::MountIdmap],
+        pod_ns: Option<Arc<PodUserns>>,
         partial: &mut Partial,
     ) -> Result<Container, ContainerError> {
         let rootfs = rootfs_path(&spec, &opts.bundle);
@@ -104,8 +163,17 @@ impl Container {
                 let s = mounts.get(i)?.source().clone()?;
                 Some(if s.is_absolute() { s } else { base.join(s) })
             };
-            crate::idmap::prepare(idmaps, source, opts.launcher.init_exe.path())
-                .map_err(SpecError::from)?
+            crate::idmap::prepare(
+                idmaps,
+                source,
+                opts.launcher.init_exe.path(),
+                pod_ns.as_ref().map(|ns| ns.fd()),
+            )
+            .map_err(SpecError::from)?
+        };
+        let userns = match &pod_ns {
+            Some(ns) => Some(ns.fd().try_clone_to_owned().map_err(WireError::Io)?),
+            None => None,
         };
         let join = cgroup.join();
         // The helper starts now, in its cgroup2 directory; it joins the v1 hierarchies
@@ -118,13 +186,43 @@ impl Container {
             Extras {
                 terminal,
                 trees,
+                userns,
                 cgroup2: join.v2_dir,
             },
         )?;
+        // Under the pod's user namespace the rootfs goes to the helper with the request,
+        // idmapped (see `pod_rootfs`): its files keep their owners.
+        let idmap_err = |e: std::io::Error| {
+            ContainerError::Invalid(format!(
+                "idmap the rootfs {} for the pod's user namespace: {e} (idmapped mounts need \
+                 Linux 5.19 for overlayfs, 6.3 for tmpfs; runtime.toml [sandbox] \
+                 user_namespace = \"off\" turns pod user namespaces off)",
+                rootfs.display()
+            ))
+        };
+        let mut layers_idmapped = false;
         if !opts.rootfs.is_empty() {
             partial.mounted_rootfs = Some(rootfs.clone());
-            mount::mount_rootfs(&opts.rootfs, &rootfs)?;
+            let overlay = match &pod_ns {
+                Some(ns) => crate::pod_rootfs::overlay(&opts.rootfs, ns.fd(), ns.first())
+                    .map_err(idmap_err)?,
+                None => None,
+            };
+            match overlay {
+                Some((mounts, _layers)) => {
+                    mount::mount_rootfs(&mounts, &rootfs)?;
+                    layers_idmapped = true;
+                }
+                None => mount::mount_rootfs(&opts.rootfs, &rootfs)?,
+            }
         }
+        let rootfs_tree = match &pod_ns {
+            Some(_) if layers_idmapped => {
+                Some(crate::idmap::clone_tree(&rootfs).map_err(idmap_err)?)
+            }
+            Some(ns) => Some(crate::idmap::tree(&rootfs, true, ns.fd()).map_err(idmap_err)?),
+            None => None,
+        };
         let devices = spec
             .linux()
             .as_ref()
@@ -148,8 +246,10 @@ impl Container {
             join_pid: None,
             console_fd: None,
             idmapped: Vec::new(),
+            userns_fd: None,
+            rootfs_tree: false,
         };
-        let init = helper.finish(req, &mut partial.pid)?;
+        let init = helper.finish(req, rootfs_tree, &mut partial.pid)?;
         partial.pid = None;
         partial.cgroup = None;
         let mounted_rootfs = partial.mounted_rootfs.take();
@@ -161,6 +261,7 @@ impl Container {
             cgroup,
             mounted_rootfs,
             poststop_done: false,
+            pod_userns: pod_ns.is_some(),
         })
     }
 }

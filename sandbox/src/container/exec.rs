@@ -17,6 +17,7 @@ impl Container {
             spec: self.spec.clone(),
             cgroup: self.cgroup.clone(),
             pid: self.pid(),
+            pod_userns: self.pod_userns,
         }
     }
 }
@@ -36,6 +37,10 @@ impl ExecTarget {
         // cannot honour (an AppArmor profile, a bad scheduler) is refused, never ignored.
         // The rest of the spec was checked at Create.
         spec::validate_process(&opts.process)?;
+        if self.pod_userns {
+            crate::pod_userns::check_user("process.user", opts.process.user())
+                .map_err(ContainerError::Invalid)?;
+        }
         let mut spec = self.spec.clone();
         spec.set_process(Some(opts.process));
         let ctx = LogContext {
@@ -55,6 +60,8 @@ impl ExecTarget {
             join_pid: Some(self.pid),
             console_fd: None,
             idmapped: Vec::new(),
+            userns_fd: None,
+            rootfs_tree: false,
         };
         let mut pid = None;
         match launch(
@@ -65,6 +72,7 @@ impl ExecTarget {
             Extras {
                 terminal,
                 trees: Vec::new(),
+                userns: None,
                 cgroup2: join.v2_dir,
             },
             &mut pid,

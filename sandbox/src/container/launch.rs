@@ -27,6 +27,8 @@ pub(super) struct Extras {
     pub(super) terminal: bool,
     /// Detached idmapped mounts: (index in the spec's mounts, mount fd).
     pub(super) trees: Vec<(usize, OwnedFd)>,
+    /// The pod's user namespace, for the helper to join.
+    pub(super) userns: Option<OwnedFd>,
     /// The cgroup2 directory the helper is started in.
     pub(super) cgroup2: Option<PathBuf>,
 }
@@ -41,7 +43,7 @@ pub(super) fn launch(
     extras: Extras,
     pid_out: &mut Option<i32>,
 ) -> Result<(Process, Spec), ContainerError> {
-    Launching::spawn(launcher, paths, ctx, extras)?.finish(req, pid_out)
+    Launching::spawn(launcher, paths, ctx, extras)?.finish(req, None, pid_out)
 }
 
 /// A helper started ahead of its request, so that its exec overlaps the shim's own
@@ -55,6 +57,8 @@ pub(super) struct Launching {
     trace: Trace,
     /// (index in the spec's mounts, helper fd) of the idmapped mounts passed.
     idmapped: Vec<(usize, i32)>,
+    /// The helper's fd of the pod's user namespace.
+    userns_fd: Option<i32>,
     /// The cgroup2 directory the helper could not be born in: it joins it itself.
     join_procs: Option<PathBuf>,
     timeout: Option<Duration>,
@@ -71,6 +75,7 @@ impl Launching {
         let Extras {
             terminal,
             trees,
+            userns,
             cgroup2,
         } = extras;
         let mut stdio = if terminal {
@@ -90,7 +95,12 @@ impl Launching {
             .enumerate()
             .map(|(n, (index, _))| (*index, FIRST_TREE_FD + n as i32))
             .collect();
-        let tree_fds: Vec<i32> = trees.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+        let mut tree_fds: Vec<i32> = trees.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+        // The pod's user namespace follows the trees.
+        let userns_fd = userns.as_ref().map(|ns| {
+            tree_fds.push(ns.as_raw_fd());
+            FIRST_TREE_FD + tree_fds.len() as i32 - 1
+        });
         let (chan, trace, in_cgroup) = spawn_init(
             &launcher.init_exe,
             child_stdio,
@@ -106,15 +116,18 @@ impl Launching {
             chan,
             trace,
             idmapped,
+            userns_fd,
             join_procs: cgroup2.filter(|_| !in_cgroup),
             timeout,
         })
     }
 
-    /// Sends `req` and waits until the process is ready (see [`launch`]).
+    /// Sends `req` (and the idmapped rootfs `rootfs_tree`, if any) and waits until the
+    /// process is ready (see [`launch`]).
     pub(super) fn finish(
         self,
         mut req: InitRequest,
+        rootfs_tree: Option<OwnedFd>,
         pid_out: &mut Option<i32>,
     ) -> Result<(Process, Spec), ContainerError> {
         let Launching {
@@ -123,6 +136,7 @@ impl Launching {
             mut chan,
             mut trace,
             idmapped,
+            userns_fd,
             join_procs,
             timeout,
         } = self;
@@ -130,10 +144,15 @@ impl Launching {
             req.console_fd = Some(4);
         }
         req.idmapped = idmapped;
+        req.userns_fd = userns_fd;
+        req.rootfs_tree = rootfs_tree.is_some();
         if let Some(dir) = join_procs {
             req.cgroup_procs.push(dir.join("cgroup.procs"));
         }
         wire::send(&mut chan, &req)?;
+        if let Some(tree) = rootfs_tree {
+            console::send_fd(chan.as_raw_fd(), tree.as_raw_fd())?;
+        }
         let mut create_hooks = |pid: i32| -> Result<(), ContainerError> {
             let state = hooks::State::new(&req.spec, &req.id, &req.bundle, "creating", pid);
             let h = req.spec.hooks().as_ref();

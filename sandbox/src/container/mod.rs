@@ -47,6 +47,7 @@ use crate::console::ConsoleError;
 use crate::exe::HelperExe;
 use crate::hooks::{self, HookError};
 use crate::mount::{MountError, MountSpec};
+use crate::pod_userns::PodUsernsSlot;
 use crate::policy::Policy;
 use crate::process::{PidFd, ProcessError};
 use crate::spec::SpecError;
@@ -111,6 +112,9 @@ pub struct Launcher {
     pub namespace: String,
     /// The shim's sandboxing policy (runtime.toml `[sandbox]`), applied at Create.
     pub policy: Policy,
+    /// The pod's user namespace under `user_namespace = "pod"`, made with the pod's
+    /// first container (the shim serves one pod, so one slot per shim).
+    pub userns: Arc<PodUsernsSlot>,
 }
 
 /// What Create needs.
@@ -193,6 +197,8 @@ pub struct Container {
     mounted_rootfs: Option<PathBuf>,
     /// Whether the poststop hooks have run (destroy may be called more than once).
     poststop_done: bool,
+    /// Whether it runs in the pod's user namespace (its execs' ids must map there).
+    pod_userns: bool,
 }
 
 /// A running container's identity, enough to exec into it.
@@ -202,6 +208,7 @@ pub struct ExecTarget {
     spec: Spec,
     cgroup: Cgroup,
     pid: i32,
+    pod_userns: bool,
 }
 
 /// The cgroup path a spec asks for, or mypod's default.

@@ -100,14 +100,42 @@ fn run(chan: &mut UnixStream) -> Result<(), InitError> {
         std::fs::write(procs, std::process::id().to_string())
             .ctx(|| format!("join cgroup {}", procs.display()))?;
     }
+    // The idmapped rootfs follows the request on the channel.
+    let rootfs_tree = if req.rootfs_tree {
+        Some(
+            crate::console::recv_fd(CHANNEL_FD)
+                .map_err(|e| InitError::Invalid(format!("receive the idmapped rootfs: {e}")))?,
+        )
+    } else {
+        None
+    };
+    // As runc (nsexec): before any namespace is joined, as host root, so that a lower
+    // value than the shim's needs no capability the user namespace would not grant; the
+    // process inherits it.
+    if let Some(p) = req.spec.process() {
+        security::oom_score_adj(p)?;
+    }
     let plan = match req.join_pid {
         Some(pid) => namespaces::Plan::of_process(pid)?,
-        None => namespaces::Plan::new(&req.spec)?,
+        None => namespaces::Plan::new(&req.spec, req.userns_fd)?,
     };
     plan.join()?;
-    if plan.new_user() {
-        plan.enter_new_userns()?;
+    // A joined network namespace belongs to the host's user namespace: its sysctls are
+    // written now, as host root, before the user namespace is entered.
+    let early_net_sysctls = req.join_pid.is_none() && plan.in_userns() && plan.joins_net();
+    if early_net_sysctls {
+        paths::sysctls(&req.spec, paths::Sysctls::Net)?;
+        if req.userns_fd.is_some() {
+            paths::default_ping_group_range(&req.spec)?;
+        }
     }
+    if rootfs_tree.is_some() {
+        // The working directory is where the container attaches its rootfs: entered now,
+        // as host root (the bundle directory is not searchable by the pod's ids), it
+        // follows into the new mount namespace.
+        nix::unistd::chdir(&req.rootfs).ctx(|| format!("chdir {}", req.rootfs.display()))?;
+    }
+    plan.enter_user()?;
     plan.unshare_rest()?;
     // SAFETY: this process is single-threaded (freshly exec'd, checked at the start of
     // `run`, and it starts no thread), so the child may allocate and do anything a
@@ -118,7 +146,12 @@ fn run(chan: &mut UnixStream) -> Result<(), InitError> {
             Ok(())
         }
         ForkResult::Child => {
-            let e = container(chan, &req, &plan);
+            let sysctls = if early_net_sysctls {
+                paths::Sysctls::NotNet
+            } else {
+                paths::Sysctls::All
+            };
+            let e = container(chan, &req, &plan, rootfs_tree, sysctls);
             let msg = match e {
                 Ok(never) => match never {},
                 Err(e) => e.to_string(),
@@ -135,6 +168,8 @@ fn container(
     chan: &mut UnixStream,
     req: &InitRequest,
     plan: &namespaces::Plan,
+    rootfs_tree: Option<std::os::fd::OwnedFd>,
+    sysctls: paths::Sysctls,
 ) -> Result<std::convert::Infallible, InitError> {
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
@@ -145,24 +180,23 @@ fn container(
         .ok_or_else(|| InitError::Invalid("config.json: process is missing".into()))?;
     let exec = req.join_pid.is_some();
     if plan.new_mount() && !exec {
-        rootfs::prepare(req, || create_hooks(chan, req))?;
+        rootfs::prepare(req, rootfs_tree, || create_hooks(chan, req, false))?;
     }
     if let Some(fd) = req.console_fd {
         terminal::setup(fd, process, !exec)?;
     }
     if !exec && !plan.new_mount() {
         // No mount namespace, so no pivot: the create hooks run here, still privileged.
-        create_hooks(chan, req)?;
+        create_hooks(chan, req, true)?;
     }
     if !exec {
         paths::hostname(spec, plan)?;
-        paths::sysctls(spec)?;
+        paths::sysctls(spec, sysctls)?;
         if plan.new_mount() {
             paths::masked_and_readonly(spec)?;
             rootfs::finish(spec)?;
         }
     }
-    security::oom_score_adj(process)?;
     security::rlimits(process)?;
     // Scheduler and I/O priority need the privileges dropped below (CAP_SYS_NICE for a
     // real-time policy, for example): set before the drop, as runc sets them.
@@ -231,8 +265,8 @@ fn container(
 
 /// The create hooks: prestart and createRuntime by the shim (asked over the channel,
 /// it knows our host pid), then createContainer here, in the container's namespaces
-/// with the rootfs as working directory, as runc runs them.
-fn create_hooks(chan: &mut UnixStream, req: &InitRequest) -> Result<(), InitError> {
+/// with the rootfs as working directory, as runc runs them (`chdir`: it is not yet).
+fn create_hooks(chan: &mut UnixStream, req: &InitRequest, chdir: bool) -> Result<(), InitError> {
     use hooks::Kind;
     let spec = &req.spec;
     if hooks::has(spec, &[Kind::Prestart, Kind::CreateRuntime]) {
@@ -246,7 +280,9 @@ fn create_hooks(chan: &mut UnixStream, req: &InitRequest) -> Result<(), InitErro
         }
     }
     if hooks::has(spec, &[Kind::CreateContainer]) {
-        nix::unistd::chdir(&req.rootfs).ctx(|| format!("chdir {}", req.rootfs.display()))?;
+        if chdir {
+            nix::unistd::chdir(&req.rootfs).ctx(|| format!("chdir {}", req.rootfs.display()))?;
+        }
         let state = hooks::State::new(spec, &req.id, &req.bundle, "creating", own_pid());
         hooks::run(spec.hooks().as_ref(), Kind::CreateContainer, &state)
             .map_err(|e| InitError::Invalid(e.to_string()))?;

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, FromRawFd};
 use std::path::PathBuf;
 
 use nix::sched::{setns, unshare, CloneFlags};
@@ -27,8 +27,16 @@ pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
 
 /// Which namespaces to join (opened up front, before any setns changes our view of
 /// /proc) and which to create.
+///
+/// Order: every namespace given by path except the user namespace is joined first,
+/// while this process is still root of the host's user namespace (a CRI network
+/// namespace belongs to the host's, and setns(2) into it needs the host's
+/// CAP_SYS_ADMIN); then the user namespace is joined or created; then the rest is
+/// created, owned by that user namespace.
 pub struct Plan {
     join: Vec<(CloneFlags, File, PathBuf)>,
+    /// The user namespace to join (by path, or the pod's by fd).
+    user: Option<(File, PathBuf)>,
     new: CloneFlags,
     uid_maps: Vec<LinuxIdMapping>,
     gid_maps: Vec<LinuxIdMapping>,
@@ -36,9 +44,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Opens every namespace path the spec names.
-    pub fn new(spec: &Spec) -> Result<Plan, InitError> {
+    /// Opens every namespace path the spec names; `pod_userns` is the fd of the pod's
+    /// user namespace to join (the spec then has none of its own).
+    pub fn new(spec: &Spec, pod_userns: Option<i32>) -> Result<Plan, InitError> {
         let mut join = Vec::new();
+        let mut user = None;
         let mut new = CloneFlags::empty();
         let mut userns = false;
         for (typ, path) in crate::spec::namespaces(spec) {
@@ -48,16 +58,26 @@ impl Plan {
                 Some(p) => {
                     let file = File::open(&p)
                         .ctx(|| format!("open {typ} namespace path {}", p.display()))?;
-                    join.push((f, file, p));
+                    if typ == LinuxNamespaceType::User {
+                        user = Some((file, p));
+                    } else {
+                        join.push((f, file, p));
+                    }
                 }
                 None => new |= f,
             }
         }
-        // The user namespace is joined first: it decides what the others may do.
-        join.sort_by_key(|(f, _, _)| *f != CloneFlags::CLONE_NEWUSER);
+        if let Some(fd) = pod_userns {
+            // SAFETY: the shim placed the pod's user namespace on this fd for us alone.
+            let file = unsafe { File::from_raw_fd(fd) };
+            user = Some((file, PathBuf::from("the pod's user namespace")));
+            new -= CloneFlags::CLONE_NEWUSER;
+            userns = true;
+        }
         let linux = spec.linux().as_ref();
         Ok(Plan {
             join,
+            user,
             new,
             uid_maps: linux
                 .and_then(|l| l.uid_mappings().clone())
@@ -73,8 +93,10 @@ impl Plan {
     pub fn of_process(pid: i32) -> Result<Plan, InitError> {
         use std::os::unix::fs::MetadataExt;
         let mut join = Vec::new();
+        let mut user = None;
         let mut userns = false;
-        // User first (it governs the rest), mount last (it changes our root).
+        // Mount last of those joined by `join` (it changes our root); the user namespace
+        // after them all (see [`Plan`]).
         for (name, typ) in [
             ("user", LinuxNamespaceType::User),
             ("cgroup", LinuxNamespaceType::Cgroup),
@@ -92,12 +114,17 @@ impl Plan {
             if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
                 continue;
             }
-            userns |= typ == LinuxNamespaceType::User;
             let file = File::open(&path).ctx(|| format!("open {}", path.display()))?;
-            join.push((flag(typ), file, path));
+            if typ == LinuxNamespaceType::User {
+                userns = true;
+                user = Some((file, path));
+            } else {
+                join.push((flag(typ), file, path));
+            }
         }
         Ok(Plan {
             join,
+            user,
             new: CloneFlags::empty(),
             uid_maps: Vec::new(),
             gid_maps: Vec::new(),
@@ -105,12 +132,47 @@ impl Plan {
         })
     }
 
-    /// setns() into every namespace given by path.
+    /// setns() into every namespace given by path, except the user namespace.
     pub fn join(&self) -> Result<(), InitError> {
         for (f, file, path) in &self.join {
             setns(file.as_fd(), *f).ctx(|| format!("join namespace {}", path.display()))?;
         }
         Ok(())
+    }
+
+    /// Joins the user namespace given by path (or the pod's), or creates the new one.
+    /// After a join this process is root in it (uid and gid 0 when mapped, so that what
+    /// it creates has owners the namespace can name) with every capability there.
+    pub fn enter_user(&self) -> Result<(), InitError> {
+        if let Some((file, path)) = &self.user {
+            setns(file.as_fd(), CloneFlags::CLONE_NEWUSER)
+                .ctx(|| format!("join user namespace {}", path.display()))?;
+            let zero = (Gid::from_raw(0), Uid::from_raw(0));
+            match nix::unistd::setresgid(zero.0, zero.0, zero.0)
+                .and_then(|()| nix::unistd::setresuid(zero.1, zero.1, zero.1))
+            {
+                // 0 not mapped there: the process's own ids are set later all the same.
+                Ok(()) | Err(nix::Error::EINVAL) => {}
+                Err(errno) => {
+                    return Err(InitError::Sys {
+                        what: format!("become root of user namespace {}", path.display()),
+                        errno,
+                    })
+                }
+            }
+        } else if self.new_user() {
+            self.enter_new_userns()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the network namespace is joined (not new): with a user namespace, it
+    /// belongs to another user namespace, and the helper sets its sysctls before it
+    /// enters the user namespace.
+    pub fn joins_net(&self) -> bool {
+        self.join
+            .iter()
+            .any(|(f, _, _)| *f == CloneFlags::CLONE_NEWNET)
     }
 
     /// Whether a new user namespace is requested.
@@ -135,7 +197,7 @@ impl Plan {
 
     /// Forks; the child unshares a user namespace, the parent writes its id maps from
     /// outside and exits. Returns in the child, root in the new namespace.
-    pub fn enter_new_userns(&self) -> Result<(), InitError> {
+    fn enter_new_userns(&self) -> Result<(), InitError> {
         let (mut ready_r, mut ready_w) = pipe()?;
         let (mut go_r, mut go_w) = pipe()?;
         // SAFETY: single-threaded process (freshly exec'd, checked at the start of

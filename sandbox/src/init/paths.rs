@@ -35,12 +35,33 @@ pub fn hostname(spec: &Spec, plan: &Plan) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Writes linux.sysctl under /proc/sys.
-pub fn sysctls(spec: &Spec) -> Result<(), InitError> {
+/// Which of linux.sysctl [`sysctls`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sysctls {
+    All,
+    /// `net.*` only (the helper, in a joined network namespace, before it enters the
+    /// user namespace).
+    Net,
+    /// All but `net.*` (written already).
+    NotNet,
+}
+
+/// Writes linux.sysctl under /proc/sys (`/proc/sys/net` is the writer's network
+/// namespace's).
+pub fn sysctls(spec: &Spec, which: Sysctls) -> Result<(), InitError> {
     let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
         return Ok(());
     };
     for (key, value) in map {
+        let net = key.starts_with("net.") || key.starts_with("net/");
+        let wanted = match which {
+            Sysctls::All => true,
+            Sysctls::Net => net,
+            Sysctls::NotNet => !net,
+        };
+        if !wanted {
+            continue;
+        }
         if key.is_empty() || key.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
             return Err(InitError::Invalid(format!(
                 "linux.sysctl: invalid key {key:?}"
@@ -50,6 +71,29 @@ pub fn sysctls(spec: &Spec) -> Result<(), InitError> {
         std::fs::write(&path, value).ctx(|| format!("linux.sysctl: set {key}={value}"))?;
     }
     Ok(())
+}
+
+/// In the pod's user namespace, container root cannot open raw sockets in a network
+/// namespace it does not own (CRI's): unless the spec decides, ICMP echo sockets are opened
+/// to every group of the pod's network namespace (net.ipv4.ping_group_range, as
+/// containerd 2.x sets it by default), so that `ping` works as it does under runc. Only a
+/// namespace still at the kernel's default ("1 0": nobody) is changed.
+pub fn default_ping_group_range(spec: &Spec) -> Result<(), InitError> {
+    const KEY: &str = "net.ipv4.ping_group_range";
+    let set = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .is_some_and(|m| m.contains_key(KEY));
+    let path = "/proc/sys/net/ipv4/ping_group_range";
+    let Ok(now) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let now: Vec<&str> = now.split_whitespace().collect();
+    if set || now != ["1", "0"] {
+        return Ok(());
+    }
+    std::fs::write(path, "0 2147483647").ctx(|| format!("set {KEY} for the pod's user namespace"))
 }
 
 /// Masks linux.maskedPaths (/dev/null over files, an empty read-only tmpfs over

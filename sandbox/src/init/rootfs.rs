@@ -28,8 +28,13 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
 
 /// Mounts everything and pivots into the rootfs; `before_pivot` runs once the mounts are
 /// done, while the host's root is still reachable (the create hooks' moment).
+///
+/// `tree` is the rootfs idmapped for the pod's user namespace (made by the shim); it is
+/// attached over the working directory, which the helper set to the rootfs before it
+/// entered the user namespace.
 pub fn prepare(
     req: &InitRequest,
+    tree: Option<OwnedFd>,
     before_pivot: impl FnOnce() -> Result<(), InitError>,
 ) -> Result<(), InitError> {
     let spec = &req.spec;
@@ -47,15 +52,26 @@ pub fn prepare(
         prop
     };
     mount(NONE, "/", NONE, first, NONE).ctx(|| "set propagation of /".into())?;
-    mount(
-        Some(root.as_path()),
-        root.as_path(),
-        NONE,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        NONE,
-    )
-    .ctx(|| format!("bind rootfs {}", root.display()))?;
-    let rootfd = open_dir(root)?;
+    let rootfd = match tree {
+        Some(tree) => {
+            let here = open_dir(Path::new("."))?;
+            crate::idmap::attach(tree.as_raw_fd(), here.as_raw_fd())
+                .ctx(|| format!("attach the idmapped rootfs over {}", root.display()))?;
+            // The descriptor now names the root of the attached mount.
+            tree
+        }
+        None => {
+            mount(
+                Some(root.as_path()),
+                root.as_path(),
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                NONE,
+            )
+            .ctx(|| format!("bind rootfs {}", root.display()))?;
+            open_dir(root)?
+        }
+    };
     let mounts = spec.mounts().clone().unwrap_or_default();
     for (index, m) in mounts.iter().enumerate() {
         mount_one(&rootfd, req, index, m)?;
@@ -75,8 +91,9 @@ pub fn prepare(
             e => e,
         })?;
     }
+    nix::unistd::fchdir(rootfd.as_raw_fd()).ctx(|| format!("chdir {}", root.display()))?;
     before_pivot()?;
-    pivot(root)?;
+    pivot(&rootfd, root)?;
     dev_links();
     Ok(())
 }
@@ -265,11 +282,29 @@ fn mount_one(root: &OwnedFd, req: &InitRequest, index: usize, m: &Mount) -> Resu
         } else {
             req.rootfs.parent().unwrap_or(Path::new("/")).join(&source)
         };
-        let meta = std::fs::metadata(&src)
-            .ctx(|| format!("mount {} to {}: source", src.display(), dest.display()))?;
-        let fd = ensure(root, dest, meta.is_dir())?;
+        let tree = req
+            .idmapped
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, t)| t);
+        // An idmapped source was opened by the shim: its path may not be searchable by
+        // the container's ids (the pod's user namespace), the descriptor is.
+        let is_dir = match tree {
+            Some(t) => {
+                // SAFETY: the shim placed this mount's descriptor on fd `t` for us; it
+                // stays open for the borrow.
+                let t = unsafe { std::os::fd::BorrowedFd::borrow_raw(*t) };
+                nix::sys::stat::fstat(t.as_raw_fd())
+                    .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                    .ctx(|| format!("mount {} to {}: source", src.display(), dest.display()))?
+            }
+            None => std::fs::metadata(&src)
+                .ctx(|| format!("mount {} to {}: source", src.display(), dest.display()))?
+                .is_dir(),
+        };
+        let fd = ensure(root, dest, is_dir)?;
         let rec = o.flags & MsFlags::MS_REC;
-        if let Some((_, tree)) = req.idmapped.iter().find(|(i, _)| *i == index) {
+        if let Some(tree) = tree {
             // The shim made the idmapped copy of the source: attach it here.
             crate::idmap::attach(*tree, fd.as_raw_fd()).ctx(|| {
                 format!(
@@ -313,6 +348,10 @@ fn mount_one(root: &OwnedFd, req: &InitRequest, index: usize, m: &Mount) -> Resu
                 )
                 .ctx(|| format!("bind /sys to {}", dest.display()))?;
                 remount_bind(root, dest, o.flags)?;
+                if o.flags.contains(MsFlags::MS_RDONLY) {
+                    // The host's /sys, with its submounts: all of it read-only.
+                    set_recursive(root, dest, crate::mount::attr::RDONLY, 0)?;
+                }
             }
             Err(errno) => {
                 return Err(InitError::Sys {
@@ -498,7 +537,7 @@ fn make_node(root: &OwnedFd, n: &Node) -> Result<(), InitError> {
     Ok(())
 }
 
-fn pivot(root: &Path) -> Result<(), InitError> {
+fn pivot(rootfd: &OwnedFd, root: &Path) -> Result<(), InitError> {
     let old = nix::fcntl::open(
         "/",
         OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -507,7 +546,7 @@ fn pivot(root: &Path) -> Result<(), InitError> {
     .ctx(|| "open /".into())?;
     // SAFETY: open just returned this fd; we are its only owner.
     let old = unsafe { OwnedFd::from_raw_fd(old) };
-    nix::unistd::chdir(root).ctx(|| format!("chdir {}", root.display()))?;
+    nix::unistd::fchdir(rootfd.as_raw_fd()).ctx(|| format!("chdir {}", root.display()))?;
     nix::unistd::pivot_root(".", ".").ctx(|| format!("pivot_root {}", root.display()))?;
     nix::unistd::fchdir(old.as_raw_fd()).ctx(|| "fchdir old root".into())?;
     mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)

@@ -30,6 +30,17 @@ impl Containerd {
         handler_for(self.runtime())
     }
 
+    /// The handler of the runtime under test without mypod's sandbox defaults
+    /// (`mypod-compat`: runtime-compat.toml, as README's second runtime entry), or `runc`
+    /// with MYPOD_TEST_RUNTIME=runc: for what the defaults refuse or change on purpose.
+    pub fn cri_compat_handler(&self) -> &'static str {
+        if self.is_mypod() {
+            "mypod-compat"
+        } else {
+            "runc"
+        }
+    }
+
     /// The instance's network namespace.
     pub fn netns(&self) -> &NetNs {
         &self.cri_parts().netns

@@ -162,6 +162,11 @@ impl CriParts {
             "  [{rt}.containerd.runtimes.mypod]\n    runtime_type = \"{MYPOD_RUNTIME}\"\n  [{rt}.containerd.runtimes.mypod.options]\n    ConfigPath = \"{}\"\n",
             config_path.display()
         ));
+        // README's second runtime entry: mypod without the sandbox defaults.
+        s.push_str(&format!(
+            "  [{rt}.containerd.runtimes.mypod-compat]\n    runtime_type = \"{MYPOD_RUNTIME}\"\n  [{rt}.containerd.runtimes.mypod-compat.options]\n    ConfigPath = \"{}\"\n",
+            repo_root().join("runtime-compat.toml").display()
+        ));
         if with_runc {
             s.push_str(&format!(
                 "  [{rt}.containerd.runtimes.runc]\n    runtime_type = \"io.containerd.runc.v2\"\n  [{rt}.containerd.runtimes.runc.options]\n    Root = \"{d}/runc\"\n"

@@ -20,6 +20,7 @@ mod hooks;
 mod io;
 mod oci_diff;
 mod pod_shim;
+mod pod_userns;
 mod process_config;
 mod resources;
 mod runtime_config;

@@ -27,6 +27,7 @@ macro_rules! diff_test {
                 fn $v() {
                     let c = mypod_tests::Containerd::builder(stringify!($v))
                         .with_runc(true)
+                        .compat(true)
                         .start();
                     super::$name(&c);
                 }

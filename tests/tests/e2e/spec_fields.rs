@@ -268,4 +268,8 @@ fn idmapped_bind_mount(c: &Containerd) {
     assert!(out.stderr.contains(&want), "{want}:\n{out}");
     c.assert_clean("idm-bad");
 }
-per_version!(idmapped_bind_mount);
+/// The spec's own idmappings, as runc reads them: without the pod user namespace.
+fn compat(b: mypod_tests::containerd::Builder) -> mypod_tests::containerd::Builder {
+    b.compat(true)
+}
+per_version!(idmapped_bind_mount with compat);

@@ -204,7 +204,47 @@ fn init_status(c: &Containerd, id: &str) -> String {
         assert!(start.elapsed() < T, "pid {pid} still runs {cmd:?}");
         thread::sleep(Duration::from_millis(20));
     }
-    procfs::status(pid).unwrap_or_else(|| panic!("no /proc/{pid}/status"))
+    let status = procfs::status(pid).unwrap_or_else(|| panic!("no /proc/{pid}/status"));
+    in_own_ids(pid, &status)
+}
+
+/// A host-read status with its Uid, Gid and Groups lines translated through the process's
+/// own uid_map and gid_map (the pod's user namespace under mypod's defaults: host id
+/// first+N is N there; an identity map changes nothing). An id without a mapping panics.
+fn in_own_ids(pid: u32, status: &str) -> String {
+    let read_map = |f: &str| -> Vec<(u64, u64, u64)> {
+        fs::read_to_string(format!("/proc/{pid}/{f}"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/{f}: {e}"))
+            .lines()
+            .map(|l| {
+                let v: Vec<u64> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
+                (v[0], v[1], v[2])
+            })
+            .collect()
+    };
+    let (uids, gids) = (read_map("uid_map"), read_map("gid_map"));
+    let inside = |map: &[(u64, u64, u64)], host: &str| -> String {
+        let h: u64 = host.parse().expect("id");
+        map.iter()
+            .find(|(_, first, n)| h >= *first && h < first + n)
+            .map(|(inner, first, _)| (inner + h - first).to_string())
+            .unwrap_or_else(|| panic!("host id {h} has no mapping in {map:?}"))
+    };
+    status
+        .lines()
+        .map(|l| {
+            let map = match l.split(':').next() {
+                Some("Uid") => &uids,
+                Some("Gid") | Some("Groups") => &gids,
+                _ => return l.to_string(),
+            };
+            let (name, rest) = l.split_once(':').unwrap_or((l, ""));
+            let ids: Vec<String> = rest.split_whitespace().map(|h| inside(map, h)).collect();
+            let sep = if name == "Groups" { " " } else { "\t" };
+            format!("{name}:\t{}", ids.join(sep))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Field `name` of a status text; panics if it is missing.
