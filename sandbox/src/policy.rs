@@ -4,9 +4,8 @@
 
 /// The shim's sandboxing choices for every container it creates.
 ///
-/// `Default` is runtime.toml's built-in default: a user namespace per pod; the default
-/// seccomp profile and host-access refusal are still off (host access is allowed with a
-/// warning) until they become defaults too.
+/// `Default` is runtime.toml's built-in default: sandboxed (a user namespace per pod,
+/// mypod's seccomp profile, host access refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// Whether a pod's containers get a user namespace of their own (see
@@ -64,8 +63,8 @@ impl Default for Policy {
                 start: 0x7000_0000,
                 size: 65536 * 1024,
             },
-            seccomp: SeccompDefault::Off,
-            host_access: HostAccess::Allow,
+            seccomp: SeccompDefault::Default,
+            host_access: HostAccess::Refuse,
         }
     }
 }

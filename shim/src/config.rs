@@ -101,8 +101,8 @@ impl Default for SandboxConfig {
     fn default() -> SandboxConfig {
         SandboxConfig {
             user_namespace: UserNamespace::Pod,
-            seccomp: Seccomp::Off,
-            host_access: HostAccess::Allow,
+            seccomp: Seccomp::Default,
+            host_access: HostAccess::Refuse,
             userns_pool_start: 0x7000_0000,
             userns_pool_size: ID_BLOCK * 1024,
         }
@@ -276,8 +276,8 @@ mod tests {
     fn sandbox_defaults() {
         let s = Config::default().sandbox;
         assert_eq!(s.user_namespace, UserNamespace::Pod);
-        assert_eq!(s.seccomp, Seccomp::Off);
-        assert_eq!(s.host_access, HostAccess::Allow);
+        assert_eq!(s.seccomp, Seccomp::Default);
+        assert_eq!(s.host_access, HostAccess::Refuse);
         assert_eq!(s.userns_pool_start, 0x7000_0000);
         assert_eq!(s.userns_pool_size, 65536 * 1024);
         assert_eq!(s.policy(), mypod_sandbox::Policy::default());

@@ -121,7 +121,8 @@ fn info_level(b: mypod_tests::containerd::Builder) -> mypod_tests::containerd::B
 
 /// `[sandbox] seccomp = "default"`: a spec without linux.seccomp runs under mypod's profile
 /// (filter mode 2; a new user namespace and a mount are refused), and so do its execs, while
-/// ordinary work goes on; with the key off (the built-in default today) there is no filter.
+/// ordinary work goes on. The key's absence is the same (the built-in default); with
+/// `seccomp = "off"` there is no filter.
 fn default_seccomp_profile_applies_to_specs_without_one(c: &Containerd) {
     if !c.is_mypod() {
         return;
@@ -157,30 +158,41 @@ fn default_seccomp_profile_applies_to_specs_without_one(c: &Containerd) {
     c.kill_and_remove("scx");
     c.assert_clean("scx");
 
-    let out = c.run("nosc", &[], &["/bin/sh", "-c", script]);
+    let out = c.run("dfltsc", &[], &["/bin/sh", "-c", script]);
+    assert_eq!(out.exit_code(), 0, "{out}");
+    for want in ["Seccomp:\t2", "userns=no", "mount=no", "done"] {
+        assert!(
+            out.stdout.contains(want),
+            "without the key: want {want:?}:\n{out}"
+        );
+    }
+    c.assert_clean("dfltsc");
+
+    let off = write(c, "nosc.toml", "[sandbox]\nseccomp = \"off\"\n");
+    let flag = format!("--runtime-config-path={off}");
+    let out = c.run("nosc", &[&flag], &["/bin/sh", "-c", script]);
     assert_eq!(out.exit_code(), 0, "{out}");
     assert!(
         out.stdout.contains("Seccomp:\t0") && out.stdout.contains("mount=no"),
-        "without the key: no filter (mount still fails: no CAP_SYS_ADMIN):\n{out}"
+        "seccomp = \"off\": no filter (mount still fails: no CAP_SYS_ADMIN):\n{out}"
     );
     c.assert_clean("nosc");
 }
 per_version!(default_seccomp_profile_applies_to_specs_without_one);
 
-/// `[sandbox] host_access = "refuse"`: a privileged container and one that shares the host's
-/// network namespace fail at Create with an error naming what was asked and the key; an
-/// ordinary container runs. With "allow" the privileged one runs.
+/// `[sandbox] host_access = "refuse"` (the built-in default, so no configuration is passed):
+/// a privileged container and one that shares the host's network namespace fail at Create
+/// with an error naming what was asked and the key; an ordinary container runs. With
+/// "allow" the privileged one runs.
 fn host_access_refuse_names_what_was_asked(c: &Containerd) {
     if !c.is_mypod() {
         return;
     }
-    let path = write(c, "refuse.toml", "[sandbox]\nhost_access = \"refuse\"\n");
-    let flag = format!("--runtime-config-path={path}");
     for (id, extra, what) in [
         ("priv", "--privileged", "privileged"),
         ("hostnet", "--net-host", "network namespace"),
     ] {
-        let out = c.run(id, &[&flag, extra], &["/bin/true"]);
+        let out = c.run(id, &[extra], &["/bin/true"]);
         out.assert_failure();
         assert!(
             out.stderr.contains(what) && out.stderr.contains("host_access"),
@@ -188,7 +200,7 @@ fn host_access_refuse_names_what_was_asked(c: &Containerd) {
         );
         c.assert_clean(id);
     }
-    let out = c.run("plain", &[&flag], &["/bin/sh", "-c", "echo fine"]);
+    let out = c.run("plain", &[], &["/bin/sh", "-c", "echo fine"]);
     assert_eq!(
         (out.exit_code(), out.stdout.as_str()),
         (0, "fine\n"),

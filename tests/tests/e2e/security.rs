@@ -203,7 +203,7 @@ fn privileged_and_new_privs(c: &Containerd) {
     );
     c.assert_clean("nnp");
 }
-per_version!(privileged_and_new_privs);
+per_version!(privileged_and_new_privs with compat);
 
 /// (f) Masked paths of the default spec: files read as /dev/null (char 1:3, empty), directories
 /// are empty read-only tmpfs. Only paths this kernel has can be checked; at least two must be.

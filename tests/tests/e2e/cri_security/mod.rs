@@ -99,24 +99,66 @@ fn spec_paths(c: &Containerd, id: &str) -> String {
 }
 
 /// RunPodSandbox with `b`'s config changed by `adjust` (the kubelet's pod-level security
-/// context); panics unless it worked.
-fn run_pod_with(
+/// context), under runtime handler `handler`.
+fn try_run_pod_with(
     c: &Containerd,
     b: PodBuilder,
+    handler: &str,
     adjust: impl FnOnce(&mut api::PodSandboxConfig),
-) -> Pod {
+) -> Result<Pod, String> {
     let mut config = b.build();
     adjust(&mut config);
-    let handler = c.cri_handler();
     let id = c
         .cri()
         .run_pod_sandbox(&config, handler)
-        .unwrap_or_else(|e| panic!("RunPodSandbox {} (handler {handler}): {e}", b.name));
-    Pod {
+        .map_err(|e| format!("RunPodSandbox {} (handler {handler}): {e}", b.name))?;
+    Ok(Pod {
         id,
         builder: b,
         config,
         handler: handler.to_string(),
+    })
+}
+
+/// Under mypod's defaults (`host_access = "refuse"`): a pod set up by `pod_adjust` with one
+/// container set up by `adjust` fails to start, with an error that names `what` and the key.
+/// Nothing is checked for runc (MYPOD_TEST_RUNTIME=runc), which has no such default.
+fn refused_under_defaults(
+    c: &Containerd,
+    name: &str,
+    pod_adjust: impl FnOnce(&mut api::PodSandboxConfig),
+    adjust: impl FnOnce(&mut LinuxContainerSecurityContext),
+    what: &[&str],
+) {
+    if !c.is_mypod() {
+        return;
+    }
+    let err = match try_run_pod_with(c, c.pod(name), c.cri_handler(), pod_adjust) {
+        Err(e) => e,
+        Ok(pod) => {
+            let config = container_config(
+                &pod,
+                &ContainerBuilder::new(name, &["sleep", "1000"]),
+                adjust,
+            );
+            let res = c
+                .cri()
+                .create_container(&pod.id, &config, &pod.config)
+                .and_then(|id| c.cri().start_container(&id));
+            stop_pod(c, &pod);
+            match res {
+                Err(e) => e.to_string(),
+                Ok(()) => {
+                    panic!("{name}: started under mypod's defaults (host_access = \"refuse\")")
+                }
+            }
+        }
+    };
+    for w in what.iter().chain(&["host_access"]) {
+        assert!(
+            err.contains(w),
+            "{name}: the error should name {w:?}: {err}"
+        );
     }
 }
 

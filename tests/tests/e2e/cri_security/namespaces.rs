@@ -2,11 +2,11 @@
 
 use std::fs;
 
-use mypod_tests::cri::api::NamespaceMode;
+use mypod_tests::cri::api::{self, NamespaceMode};
 use mypod_tests::cri_instance::{host_ns, stderr_of, stdout_of};
 use mypod_tests::Containerd;
 
-use super::{pod_sc, run_pod_with, sh, sleeper, stop_pod};
+use super::{pod_sc, refused_under_defaults, sh, sleeper, stop_pod, try_run_pod_with};
 
 /// Pod sysctls: net.ipv4.ip_unprivileged_port_start (network namespace) and
 /// kernel.shm_rmid_forced (IPC namespace) are set in the pod's namespaces, where its
@@ -33,19 +33,33 @@ pub(super) fn pod_sysctls(c: &Containerd) {
     stop_pod(c, &pod);
 }
 
-/// Host PID and IPC namespaces (namespace_options pid/ipc = NODE): the container is in the
+/// Host PID and IPC namespaces (namespace_options pid/ipc = NODE): refused under mypod's
+/// defaults, naming both and host_access. Under the compat entry: the container is in the
 /// host's pid and IPC namespaces (those of the test process), sees the host's pid 1 and its
 /// own host pid; its network namespace stays the pod's.
 pub(super) fn host_pid_and_ipc(c: &Containerd) {
-    let b = c.pod("hostns");
     let node = NamespaceMode::Node as i32;
-    let pod = run_pod_with(c, b, |cfg| {
+    let host_ns_pod = |cfg: &mut api::PodSandboxConfig| {
         let ns = pod_sc(cfg)
             .namespace_options
             .get_or_insert_with(Default::default);
         ns.pid = node;
         ns.ipc = node;
-    });
+    };
+    refused_under_defaults(
+        c,
+        "hostns-dflt",
+        host_ns_pod,
+        |sc| {
+            let ns = sc.namespace_options.get_or_insert_with(Default::default);
+            ns.pid = node;
+            ns.ipc = node;
+        },
+        &["pid namespace", "ipc namespace"],
+    );
+    // What runc does, under the compat runtime entry.
+    let pod = try_run_pod_with(c, c.pod("hostns"), c.cri_compat_handler(), host_ns_pod)
+        .unwrap_or_else(|e| panic!("{e}"));
     let id = sleeper(c, &pod, "hostns", |sc| {
         let ns = sc.namespace_options.get_or_insert_with(Default::default);
         ns.pid = node;

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use mypod_tests::caps::{self, DEFAULT_MASK};
 use mypod_tests::cri::api::{security_profile::ProfileType, SecurityProfile};
-use mypod_tests::{procfs, ContainerBuilder, Containerd};
+use mypod_tests::{procfs, ContainerBuilder, Containerd, Pod};
 
 use super::{
-    assert_field_both, caps_of, container_config, field, hex, kubelet_paths, pod_sc, run_pod_with,
-    sh, sleeper, spec_paths, stop_pod,
+    assert_field_both, caps_of, container_config, field, hex, kubelet_paths, pod_sc,
+    refused_under_defaults, sh, sleeper, spec_paths, stop_pod, try_run_pod_with,
 };
 
 /// The host's (this test process') capability mask of set `name`.
@@ -18,13 +18,29 @@ fn host_caps(name: &str) -> u64 {
     caps::parse_hex(field(&st, name))
 }
 
-/// privileged (the pod must be privileged too): every capability containerd has (the host's
+/// privileged: refused under mypod's defaults, with an error naming it and host_access.
+/// Under the compat entry (the pod must be privileged too): every capability containerd has (the host's
 /// bounding set) in all but the inheritable and ambient sets, no seccomp, /sys and /proc/sys
 /// writable mounts, the kubelet's masked paths ignored (/proc/timer_list not masked), the
 /// host's devices (here /dev/kmsg and loop devices) visible. A non-privileged sibling with the
 /// same (kubelet) config has none of that.
 pub(super) fn privileged(c: &Containerd) {
-    let pod = run_pod_with(c, c.pod("priv"), |cfg| pod_sc(cfg).privileged = true);
+    refused_under_defaults(
+        c,
+        "priv-dflt",
+        |cfg| pod_sc(cfg).privileged = true,
+        |sc| {
+            kubelet_paths(sc);
+            sc.privileged = true;
+        },
+        &["privileged"],
+    );
+    // What runc does, under the compat runtime entry.
+    let compat = c.cri_compat_handler();
+    let pod = try_run_pod_with(c, c.pod("priv"), compat, |cfg| {
+        pod_sc(cfg).privileged = true
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let host_bnd = host_caps("CapBnd");
     let p = sleeper(c, &pod, "priv", |sc| {
         kubelet_paths(sc);
@@ -99,7 +115,9 @@ pub(super) fn privileged(c: &Containerd) {
     assert_eq!(caps_of(c, &u)[2], DEFAULT_MASK);
 
     // A privileged container needs a privileged pod.
-    let plain_pod = c.run_pod_ok(c.pod("unpriv-pod"));
+    let plain_pod = c
+        .run_pod_with_handler(c.pod("unpriv-pod"), compat)
+        .unwrap_or_else(|e| panic!("RunPodSandbox unpriv-pod: {e}"));
     let config = container_config(
         &plain_pod,
         &ContainerBuilder::new("priv", &["sleep", "1000"]),
@@ -135,8 +153,10 @@ fn profile(t: ProfileType) -> Option<SecurityProfile> {
 }
 
 /// seccomp: RuntimeDefault puts one filter in place (Seccomp: 2) that denies `unshare -U`
-/// (allowed by the kernel without any capability); Unconfined and the CRI default (no
-/// profile) leave seccomp off (Seccomp: 0) and `unshare -U` works.
+/// (allowed by the kernel without any capability). Unconfined and the CRI default (no
+/// profile) both reach the runtime as a spec without `linux.seccomp`: under mypod's defaults
+/// that gets mypod's profile (Seccomp: 2, `unshare -U` denied); under runc, and under mypod's
+/// compat entry, seccomp stays off (Seccomp: 0) and `unshare -U` works.
 pub(super) fn seccomp_profiles(c: &Containerd) {
     let pod = c.run_pod_ok(c.pod("seccomp"));
     let rd = sleeper(c, &pod, "default", |sc| {
@@ -151,14 +171,31 @@ pub(super) fn seccomp_profiles(c: &Containerd) {
     );
     assert!(out.contains("Operation not permitted"), "EPERM: {out}");
 
-    let unconfined = sleeper(c, &pod, "unconfined", |sc| {
-        sc.seccomp = profile(ProfileType::Unconfined)
-    });
-    let unset = sleeper(c, &pod, "unset", |_| {});
-    for (id, what) in [(&unconfined, "Unconfined"), (&unset, "no profile")] {
-        assert_field_both(c, id, "Seccomp", "0", what);
-        let (code, out) = sh(c, id, "unshare -U true");
-        assert_eq!(code, 0, "{what}: unshare -U works: {out}");
-    }
+    let unconfined_and_unset = |pod: &Pod, filtered: bool, entry: &str| {
+        let unconfined = sleeper(c, pod, "unconfined", |sc| {
+            sc.seccomp = profile(ProfileType::Unconfined)
+        });
+        let unset = sleeper(c, pod, "unset", |_| {});
+        for (id, what) in [(&unconfined, "Unconfined"), (&unset, "no profile")] {
+            let what = format!("{what} ({entry})");
+            let (code, out) = sh(c, id, "unshare -U true");
+            if filtered {
+                assert_field_both(c, id, "Seccomp", "2", &what);
+                assert_ne!(code, 0, "{what}: mypod's profile denies unshare -U: {out}");
+                assert!(out.contains("Operation not permitted"), "EPERM: {out}");
+            } else {
+                assert_field_both(c, id, "Seccomp", "0", &what);
+                assert_eq!(code, 0, "{what}: unshare -U works: {out}");
+            }
+        }
+    };
+    unconfined_and_unset(&pod, c.is_mypod(), "default entry");
     stop_pod(c, &pod);
+    if c.is_mypod() {
+        let compat = c
+            .run_pod_with_handler(c.pod("seccomp-compat"), c.cri_compat_handler())
+            .unwrap_or_else(|e| panic!("RunPodSandbox seccomp-compat: {e}"));
+        unconfined_and_unset(&compat, false, "compat entry");
+        stop_pod(c, &compat);
+    }
 }
