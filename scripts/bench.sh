@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks mypod against containerd's runc-v2 shim (Debian's runc) on one private containerd:
-# lifecycle, create+start, delete, exec, CRI pod start/teardown, shim memory and threads, and
-# density; prints a table and rewrites docs/benchmarks.md and docs/benchmarks.png.
+# lifecycle, create+start, delete, exec, CRI pod start/teardown, shim memory and threads,
+# density, and what the sandbox defaults cost with gVisor's runsc beside them; prints a table and rewrites docs/benchmarks.md and docs/benchmarks.png.
 # Not part of the test suite. Needs root (re-runs itself through sudo otherwise).
 #
 #   scripts/bench.sh                        # full run on containerd 1.6 (≈ 5 min on 2 cores)
@@ -49,6 +49,22 @@ if ! /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1; then
         { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-matplotlib >/dev/null; } ||
         log "WARNING: no python3-matplotlib: the bench will run, but draw no plot"
 fi
+
+# gVisor: Debian trixie's runsc (2024-07; static), unpacked under .cache/runsc like containerd 1.7:
+# bookworm's (2022-12) has no systrap platform, and ptrace is far slower.
+RUNSC="$REPO/.cache/runsc/usr/bin/runsc"
+if [ ! -x "$RUNSC" ]; then
+    log "fetching runsc from Debian trixie (gVisor: the sandboxed peer in the sandbox phase)"
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && apt-get download -qq runsc/trixie >/dev/null 2>&1 &&
+        dpkg-deb -x runsc_*.deb "$REPO/.cache/runsc"); then
+        log "runsc: $("$RUNSC" --version | head -1)"
+    else
+        log "WARNING: could not fetch runsc: the sandbox phase will run without gVisor"
+    fi
+    rm -rf "$tmp"
+fi
+export MYPOD_BENCH_RUNSC="$RUNSC"
 
 # --- builds ----------------------------------------------------------------------------------------
 log "building the shim (cargo build --release -p containerd-shim-mypod-v2)"

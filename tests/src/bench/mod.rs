@@ -5,6 +5,7 @@
 //! - `ctr_phases`: `ctr run --rm` lifecycle, create+start / delete, exec, and ctr's own floor;
 //! - `cri_phases`: pod start and teardown through CRI, shim memory and threads, density;
 //! - `events`: containerd's log timestamps, to show which part of a lifecycle is containerd's;
+//! - `sandbox`: what the sandbox defaults cost (on vs off), with gVisor's runsc beside them;
 //! - `report`: the terminal table, docs/benchmarks.md, the samples as JSON and the plot.
 //!
 //! Everything runs against a `Containerd` of the harness, so every process, mount, cgroup and
@@ -17,6 +18,7 @@ pub mod cri_phases;
 pub mod ctr_phases;
 pub mod events;
 pub mod report;
+pub mod sandbox;
 pub mod stats;
 pub mod sysinfo;
 

@@ -34,6 +34,8 @@ pub struct Run {
     pub problems: Vec<String>,
     /// The memory level whose PSS ratio has a target (20 pods).
     pub pss_target_pods: usize,
+    /// The sandbox phase: defaults on/off and runsc.
+    pub sandbox: Option<super::sandbox::SandboxReport>,
 }
 
 /// One target of the issue: what, the value, and whether it is met (None: not measured).
@@ -84,6 +86,18 @@ impl Run {
                 value: r.map_or("not measured".into(), |r| format!("{r:.2}")),
                 met: r.map(|r| r <= limit),
             });
+        }
+        if let Some(sb) = &self.sandbox {
+            for (l, (name, _, _)) in super::sandbox::LOOPS.iter().enumerate() {
+                let r = sb.throughput(l, "mypod");
+                t.push(Target {
+                    what: format!(
+                        "throughput in a container, {name} loop, mypod defaults ≥ 0.95× runc-v2"
+                    ),
+                    value: r.map_or("not measured".into(), |r| format!("{r:.2}")),
+                    met: r.map(|r| r >= 0.95),
+                });
+            }
         }
         let n = self.pss_target_pods;
         let pss = match (self.mem(Rt::Mypod, n), self.mem(Rt::Runc, n)) {
@@ -326,6 +340,10 @@ impl Run {
         s.push('\n');
         s.push_str(&self.density_table());
         s.push('\n');
+        if let Some(sb) = &self.sandbox {
+            s.push_str(&sb.table());
+            s.push('\n');
+        }
         s.push_str(&self.targets_table());
         for p in &self.problems {
             let _ = writeln!(s, "PROBLEM: {p}");
@@ -373,6 +391,10 @@ impl Run {
         if self.exec_share.is_some() {
             s.push_str("\n## Where a `ctr task exec` spends its time\n\nmypod's shim logs (debug) how long each RPC took; an exec is three: Exec (records the process), Start (starts the init helper, joins the container, execs /bin/true) and Delete. The rest of the command's time is ctr's and containerd's, and no shim can go below it.\n\n");
             s.push_str(&self.exec_share_table());
+        }
+        if let Some(sb) = &self.sandbox {
+            s.push_str("\n## What the sandbox costs, and gVisor\n\nmypod's defaults (`[sandbox] user_namespace = \"pod\"`, `seccomp = \"default\"`) against the same with each half off and with both off, runc-v2 (no seccomp profile: ctr's default spec has none), and gVisor (Debian trixie's `runsc` 2024-07; bookworm's has no systrap platform; run by the runc-v2 shim as its runtime binary through a wrapper adding `--platform=systrap --network=none`; the kvm platform hangs on this host and ptrace is far slower). Lifecycle: `ctr run --rm /bin/true`, variants alternating. Loops: run by `ctr task exec` in one running container per variant and timed inside it (`time -p`), so only the work is measured; runsc runs each loop twice (it takes many times longer).\n\n");
+            s.push_str(&sb.table());
         }
         s.push_str("\n## Shim memory and threads\n\nPSS and RSS from `/proc/PID/smaps_rollup` of every shim process of the runtime, summed and divided by the number of running pods (each pod: sandbox + 2 containers); threads from `/proc/PID/status`.\n\n");
         s.push_str(&self.memory_table());

@@ -4,7 +4,8 @@
 //! ```text
 //! bench [--containerd 1.6|1.7|2.1] [--iterations N] [--exec-iterations N]
 //!       [--pod-iterations N] [--containers N] [--memory-pods 1,20] [--density N]
-//!       [--parallel N] [--only ctr,pods,memory,density] [--quick] [--docs DIR] [--no-docs]
+//!       [--parallel N] [--only ctr,pods,memory,density,sandbox] [--sandbox-reps N] [--quick]
+//!       [--docs DIR] [--no-docs]
 //! ```
 //!
 //! It starts one CRI-enabled containerd of the harness with both shims on its PATH (mypod, and
@@ -39,15 +40,17 @@ struct Opts {
     memory_pods: Vec<usize>,
     density: usize,
     parallel: usize,
+    sandbox_reps: usize,
     phases: Vec<String>,
     docs: Option<PathBuf>,
 }
 
-const PHASES: [&str; 4] = ["ctr", "pods", "memory", "density"];
+const PHASES: [&str; 5] = ["ctr", "pods", "memory", "density", "sandbox"];
 
 const USAGE: &str = "usage: bench [--containerd 1.6|1.7|2.1] [--iterations N] [--exec-iterations N]
              [--pod-iterations N] [--containers N] [--memory-pods 1,20] [--density N]
-             [--parallel N] [--only ctr,pods,memory,density] [--quick] [--docs DIR] [--no-docs]
+             [--parallel N] [--only ctr,pods,memory,density,sandbox] [--sandbox-reps N] [--quick]
+             [--docs DIR] [--no-docs]
 
   --containerd V       containerd to run (default 1.6: Debian's; 1.7 and 2.1 from .cache/)
   --iterations N       ctr run --rm, and ctr run -d + delete, per runtime (default 100)
@@ -58,7 +61,9 @@ const USAGE: &str = "usage: bench [--containerd 1.6|1.7|2.1] [--iterations N] [-
                        1,20; the density phase adds its own count)
   --density N          pods (2 containers each) per runtime in the density phase (default 100)
   --parallel N         concurrent CRI clients in the density phase (default 8)
-  --only LIST          run only these phases (ctr, pods, memory, density)
+  --only LIST          run only these phases (ctr, pods, memory, density, sandbox)
+  --sandbox-reps N     runs of each throughput loop per variant in the sandbox phase
+                       (default 5; runsc at most 2); its lifecycle uses --iterations / 4
   --quick              a smoke run: 5 / 10 / 3 iterations, memory at 1,3 pods, density 10
   --docs DIR           write benchmarks.md and benchmarks.png there (default <repo>/docs)
   --no-docs            do not write them (the table still goes to the terminal)";
@@ -73,6 +78,7 @@ fn parse_args() -> Result<Opts, String> {
         memory_pods: vec![1, 20],
         density: 100,
         parallel: 8,
+        sandbox_reps: 5,
         phases: PHASES.iter().map(|s| s.to_string()).collect(),
         docs: Some(repo_root().join("docs")),
     };
@@ -99,6 +105,7 @@ fn parse_args() -> Result<Opts, String> {
             "--containers" => o.containers = num(args.next(), &a)?,
             "--density" => o.density = num(args.next(), &a)?,
             "--parallel" => o.parallel = num(args.next(), &a)?.max(1),
+            "--sandbox-reps" => o.sandbox_reps = num(args.next(), &a)?.max(1),
             "--memory-pods" => {
                 let v = args.next().unwrap_or_default();
                 let mut l = Vec::new();
@@ -125,6 +132,7 @@ fn parse_args() -> Result<Opts, String> {
                 o.pod_iterations = 3;
                 o.memory_pods = vec![1, 3];
                 o.density = 10;
+                o.sandbox_reps = 1;
             }
             "--docs" => o.docs = Some(PathBuf::from(args.next().unwrap_or_default())),
             "--no-docs" => o.docs = None,
@@ -264,6 +272,17 @@ fn real_main() -> Result<bool, String> {
                 s.remove,
             ]),
             Err(e) => fail(&mut run, "pod start", e),
+        }
+    }
+    if want("sandbox") && !interrupted() {
+        match mypod_tests::bench::sandbox::measure(
+            &c,
+            (o.iterations / 4).max(3),
+            o.sandbox_reps,
+            &p,
+        ) {
+            Ok(sb) => run.sandbox = Some(sb),
+            Err(e) => fail(&mut run, "sandbox", e),
         }
     }
     let settle = Duration::from_secs(2);

@@ -132,6 +132,8 @@ pub struct ContainerBuilder {
     pub log_path: Option<String>,
     /// `linux.resources` (limits), if any were asked for.
     pub resources: Option<api::LinuxContainerResources>,
+    /// Volumes: (host path, container path), read-write, as a hostPath or emptyDir.
+    pub mounts: Vec<(String, String)>,
 }
 
 impl ContainerBuilder {
@@ -145,7 +147,14 @@ impl ContainerBuilder {
             env: Vec::new(),
             log_path: None,
             resources: None,
+            mounts: Vec::new(),
         }
+    }
+
+    /// A read-write volume: host directory `host` at `container` (hostPath, emptyDir).
+    pub fn mount(mut self, host: &str, container: &str) -> Self {
+        self.mounts.push((host.to_string(), container.to_string()));
+        self
     }
 
     fn resources_mut(&mut self) -> &mut api::LinuxContainerResources {
@@ -215,6 +224,15 @@ impl ContainerBuilder {
                 })
                 .collect(),
             log_path: self.relative_log_path(),
+            mounts: self
+                .mounts
+                .iter()
+                .map(|(h, c)| api::Mount {
+                    host_path: h.clone(),
+                    container_path: c.clone(),
+                    ..Default::default()
+                })
+                .collect(),
             labels: HashMap::from([("mypodtest-container".to_string(), self.name.clone())]),
             linux: Some(LinuxContainerConfig {
                 resources: self.resources.clone(),

@@ -13,6 +13,7 @@ mod cri_pods;
 mod cri_resources;
 mod cri_security;
 mod dead_shim;
+mod escape;
 mod events;
 mod exec;
 mod first_light;

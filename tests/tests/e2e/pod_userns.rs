@@ -185,3 +185,81 @@ fn exhausted_pool_errors_and_a_killed_shim_gives_its_range_back(c: &Containerd) 
     c.assert_clean("onerange");
 }
 per_version!(exhausted_pool_errors_and_a_killed_shim_gives_its_range_back);
+
+/// Through CRI with the default handler: the sandbox and both containers of a pod, and an
+/// exec into one of them, are in one user namespace mapped to one pool range; another pod's
+/// namespace and range differ; a volume (emptyDir-like host dir) file written by container
+/// root is host root's on disk.
+fn cri_pod_shares_one_range_and_execs_join_it(c: &Containerd) {
+    if !c.is_mypod() {
+        return;
+    }
+    use mypod_tests::cri_instance::{host_ns, stdout_of};
+    use mypod_tests::ContainerBuilder;
+    let vol = c.dir().join("cri-userns-vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    let pod = c.run_pod_ok(c.pod("uns-a"));
+    let a = c.start_in_pod(
+        &pod,
+        &ContainerBuilder::new("a", &["sh", "-c", "echo hi > /vol/by-root; sleep 1000"])
+            .mount(&vol.display().to_string(), "/vol"),
+    );
+    let b = c.start_in_pod(&pod, &ContainerBuilder::new("b", &["sleep", "1000"]));
+    let pids = [
+        c.sandbox_pid(&pod.id),
+        c.container_pid(&a),
+        c.container_pid(&b),
+    ];
+    let ns = host_ns(pids[0], "user");
+    let map = std::fs::read_to_string(format!("/proc/{}/uid_map", pids[0])).unwrap();
+    let first = pool_range(map.trim());
+    for pid in pids {
+        assert_eq!(
+            host_ns(pid, "user"),
+            ns,
+            "pid {pid}: the pod's user namespace"
+        );
+    }
+    let r = c.exec_ok(
+        &b,
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/user; cat /proc/self/uid_map; id -u",
+        ],
+    );
+    let out = stdout_of(&r);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], ns, "the exec joins the pod's user namespace");
+    assert_eq!(pool_range(lines[1]), first, "the exec's range is the pod's");
+    assert_eq!(lines[2], "0", "root inside");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !vol.join("by-root").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "container a never wrote the volume"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let meta = std::fs::metadata(vol.join("by-root")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (0, 0),
+        "container root's volume file is host root's"
+    );
+
+    let other = c.run_pod_ok(c.pod("uns-b"));
+    let o = c.start_in_pod(&other, &ContainerBuilder::new("o", &["sleep", "1000"]));
+    let opid = c.container_pid(&o);
+    assert_ne!(
+        host_ns(opid, "user"),
+        ns,
+        "another pod, another user namespace"
+    );
+    let omap = std::fs::read_to_string(format!("/proc/{opid}/uid_map")).unwrap();
+    assert_ne!(pool_range(omap.trim()), first, "another pod, another range");
+    c.stop_and_remove_pod(&other);
+    c.stop_and_remove_pod(&pod);
+}
+mypod_tests::per_version_cri!(cri_pod_shares_one_range_and_execs_join_it);

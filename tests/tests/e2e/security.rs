@@ -300,7 +300,7 @@ per_version!(readonly_paths);
 /// but not open it (the spec's deny-all), on cgroup v1 (devices controller) and v2 (mypod's
 /// eBPF device filter). Without the rules the open would reach the device (or fail ENXIO).
 /// Without the pod user namespace (runtime-compat.toml): in it, mknod itself is refused
-/// (`pod_userns::mknod_and_host_devices_are_refused`).
+/// (`pod_userns::container_root_has_no_host_privilege`).
 fn device_nodes_outside_the_rules_cannot_be_opened(c: &Containerd) {
     let out = c.run(
         "devdeny",
