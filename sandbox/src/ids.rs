@@ -50,12 +50,30 @@ pub fn check_range(field: &str, container: u32, host: u32, size: u32) -> Result<
     Ok(())
 }
 
+/// The ids of a process's user, each with its path under `prefix`: uid, gid and every
+/// additional gid.
+pub fn user_ids<'a>(
+    prefix: &'a str,
+    user: &'a oci_spec::runtime::User,
+) -> impl Iterator<Item = (String, u32)> + 'a {
+    [
+        (format!("{prefix}.uid"), user.uid()),
+        (format!("{prefix}.gid"), user.gid()),
+    ]
+    .into_iter()
+    .chain(
+        user.additional_gids()
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(move |(i, g)| (format!("{prefix}.additionalGids[{i}]"), *g)),
+    )
+}
+
 /// The ids of a process's user: uid, gid and every additional gid.
 pub fn check_user(prefix: &str, user: &oci_spec::runtime::User) -> Result<(), IdError> {
-    check(|| format!("{prefix}.uid"), user.uid())?;
-    check(|| format!("{prefix}.gid"), user.gid())?;
-    for (i, g) in user.additional_gids().iter().flatten().enumerate() {
-        check(|| format!("{prefix}.additionalGids[{i}]"), *g)?;
+    for (field, id) in user_ids(prefix, user) {
+        check(|| field, id)?;
     }
     Ok(())
 }

@@ -28,6 +28,11 @@ pub enum PodUsernsError {
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(
+        "{field} {id} is outside the pod's user namespace (ids 0..{RANGE}); runtime.toml \
+         [sandbox] user_namespace = \"off\" runs containers without one"
+    )]
+    OutsidePod { field: String, id: u32 },
+    #[error(
         "make the pod's user namespace (host ids {first}..{end}): {source}; \
          runtime.toml [sandbox] user_namespace = \"off\" turns pod user namespaces off",
         end = u64::from(*first) + u64::from(RANGE)
@@ -137,24 +142,11 @@ fn hash(s: &str) -> u64 {
 }
 
 /// Checks that the ids a process runs with exist in the pod's namespace.
-pub fn check_user(field: &str, user: &oci_spec::runtime::User) -> Result<(), String> {
-    let ids = [("uid", user.uid()), ("gid", user.gid())]
-        .into_iter()
-        .chain(
-            user.additional_gids()
-                .iter()
-                .flatten()
-                .map(|g| ("additionalGids", *g)),
-        );
-    for (what, id) in ids {
-        if id >= RANGE {
-            return Err(format!(
-                "{field}.{what} {id} is outside the pod's user namespace (ids 0..{RANGE}); \
-                 runtime.toml [sandbox] user_namespace = \"off\" runs containers without one"
-            ));
-        }
+pub fn check_user(prefix: &str, user: &oci_spec::runtime::User) -> Result<(), PodUsernsError> {
+    match crate::ids::user_ids(prefix, user).find(|(_, id)| *id >= RANGE) {
+        Some((field, id)) => Err(PodUsernsError::OutsidePod { field, id }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -168,9 +160,9 @@ mod tests {
         u.set_gid(0);
         check_user("process.user", &u).unwrap();
         u.set_additional_gids(Some(vec![5, 65536]));
-        let e = check_user("process.user", &u).unwrap_err();
+        let e = check_user("process.user", &u).unwrap_err().to_string();
         assert!(
-            e.contains("process.user.additionalGids 65536 is outside")
+            e.contains("process.user.additionalGids[1] 65536 is outside")
                 && e.contains("user_namespace"),
             "{e}"
         );

@@ -3,6 +3,8 @@
 use mypod_sandbox::cgroup::freezer::FreezerError;
 use mypod_sandbox::cgroup::resources::ResourceError;
 use mypod_sandbox::container::ContainerError;
+use mypod_sandbox::pod_userns::PodUsernsError;
+use mypod_sandbox::userns_pool::PoolError;
 use ttrpc::Code;
 
 /// What a Task RPC can fail with.
@@ -39,6 +41,11 @@ impl ServiceError {
                 }
                 ContainerError::NotCreated => Code::FAILED_PRECONDITION,
                 ContainerError::HostAccess(_) => Code::PERMISSION_DENIED,
+                ContainerError::PodUserns(u) => match u {
+                    PodUsernsError::OutsidePod { .. } => Code::INVALID_ARGUMENT,
+                    PodUsernsError::Pool(PoolError::Exhausted { .. }) => Code::RESOURCE_EXHAUSTED,
+                    _ => Code::UNKNOWN,
+                },
                 ContainerError::Resource(r) => match r {
                     ResourceError::Read { .. } => Code::UNKNOWN,
                     _ => Code::INVALID_ARGUMENT,
@@ -85,6 +92,21 @@ mod tests {
         assert_eq!(
             code(ServiceError::Container(ContainerError::HostAccess(refused))),
             Code::PERMISSION_DENIED
+        );
+        let exhausted = PodUsernsError::Pool(PoolError::Exhausted { start: 0, slots: 1 });
+        assert_eq!(
+            code(ServiceError::Container(ContainerError::PodUserns(
+                exhausted
+            ))),
+            Code::RESOURCE_EXHAUSTED
+        );
+        let outside = PodUsernsError::OutsidePod {
+            field: "process.user.uid".into(),
+            id: 70000,
+        };
+        assert_eq!(
+            code(ServiceError::Container(ContainerError::PodUserns(outside))),
+            Code::INVALID_ARGUMENT
         );
     }
 }

@@ -98,6 +98,14 @@ impl Containerd {
         p.to_string_lossy().into_owned()
     }
 
+    /// Writes `toml` as runtime configuration `name` in the instance dir; returns the ctr
+    /// flag that passes it to the shim (`--runtime-config-path=FILE`).
+    pub fn runtime_config_flag(&self, name: &str, toml: &str) -> String {
+        let p = self.dir().join(name);
+        fs::write(&p, toml).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        format!("--runtime-config-path={}", p.display())
+    }
+
     /// `ctr run --rm --runtime RUNTIME [flags] --config FILE ID` with `spec` as FILE.
     pub fn run_config(&self, id: &str, flags: &[&str], spec: &Value) -> Output {
         let file = self.write_spec_file(

@@ -39,6 +39,15 @@ pub fn alive(pid: u32) -> bool {
     matches!(stat_fields(pid), Some(f) if f.first().map(String::as_str) != Some("Z"))
 }
 
+/// Waits until `pid` is gone (or a zombie), up to `timeout`; panics naming `what` after.
+pub fn wait_gone(pid: u32, timeout: std::time::Duration, what: &str) {
+    let start = std::time::Instant::now();
+    while alive(pid) {
+        assert!(start.elapsed() < timeout, "{what} (pid {pid}) still alive");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Where the process's root directory is, as seen from here.
 pub fn root(pid: u32) -> Option<PathBuf> {
     fs::read_link(format!("/proc/{pid}/root")).ok()

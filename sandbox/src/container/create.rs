@@ -71,13 +71,13 @@ fn pod_userns(
         return Ok(None);
     }
     if let Some(p) = spec.process() {
-        crate::pod_userns::check_user("process.user", p.user()).map_err(ContainerError::Invalid)?;
+        crate::pod_userns::check_user("process.user", p.user())?;
     }
-    let ns = opts
-        .launcher
-        .userns
-        .get_or_create(policy.userns_pool, &opts.id, opts.launcher.init_exe.path())
-        .map_err(|e| ContainerError::Invalid(e.to_string()))?;
+    let ns = opts.launcher.userns.get_or_create(
+        policy.userns_pool,
+        &opts.id,
+        opts.launcher.init_exe.path(),
+    )?;
     Ok(Some(ns))
 }
 

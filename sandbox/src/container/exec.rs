@@ -38,8 +38,7 @@ impl ExecTarget {
         // The rest of the spec was checked at Create.
         spec::validate_process(&opts.process)?;
         if self.pod_userns {
-            crate::pod_userns::check_user("process.user", opts.process.user())
-                .map_err(ContainerError::Invalid)?;
+            crate::pod_userns::check_user("process.user", opts.process.user())?;
         }
         let mut spec = self.spec.clone();
         spec.set_process(Some(opts.process));

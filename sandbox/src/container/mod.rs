@@ -85,6 +85,9 @@ pub enum ContainerError {
     /// Host access that `[sandbox] host_access` refuses.
     #[error(transparent)]
     HostAccess(#[from] crate::host_access::HostAccessError),
+    /// The pod's user namespace: its range, its making, ids outside it.
+    #[error(transparent)]
+    PodUserns(#[from] crate::pod_userns::PodUsernsError),
     #[error("start init helper {exe}: {source}")]
     Spawn {
         exe: PathBuf,

@@ -85,11 +85,8 @@ fn runsc_wrapper(c: &Containerd) -> Option<PathBuf> {
 
 /// The variants this host can run.
 pub fn variants(c: &Containerd, notes: &mut Vec<String>) -> Vec<Variant> {
-    let config = |name: &str, text: &str| -> String {
-        let p = c.dir().join(format!("bench-{name}.toml"));
-        let _ = std::fs::write(&p, text);
-        format!("--runtime-config-path={}", p.display())
-    };
+    let config =
+        |name: &str, text: &str| c.runtime_config_flag(&format!("bench-{name}.toml"), text);
     let runc_root = |sub: &str| {
         vec![
             "--runc-root".to_string(),

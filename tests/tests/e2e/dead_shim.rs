@@ -6,17 +6,6 @@ use std::time::{Duration, Instant};
 
 use mypod_tests::{per_version, procfs, Containerd};
 
-fn wait_gone(pid: u32, what: &str) {
-    let start = Instant::now();
-    while procfs::alive(pid) {
-        assert!(
-            start.elapsed() < Duration::from_secs(45),
-            "{what} (pid {pid}) still alive"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn killed_shim_is_cleaned_up_by_delete(c: &Containerd) {
     if !c.is_mypod() {
         return;
@@ -31,9 +20,13 @@ fn killed_shim_is_cleaned_up_by_delete(c: &Containerd) {
         "parent of the container is the shim"
     );
     assert!(procfs::signal(shim, libc::SIGKILL), "kill the shim");
-    wait_gone(shim, "the killed shim");
+    procfs::wait_gone(shim, Duration::from_secs(45), "the killed shim");
     // containerd runs `containerd-shim-mypod-v2 delete`, which kills the container.
-    wait_gone(pid, "the container of the dead shim");
+    procfs::wait_gone(
+        pid,
+        Duration::from_secs(45),
+        "the container of the dead shim",
+    );
     let start = Instant::now();
     while c.task("victim").is_some_and(|t| t.status == "RUNNING") {
         assert!(

@@ -11,12 +11,6 @@ use mypod_tests::{per_version, procfs, Containerd};
 /// The pool's defaults (runtime.toml): ranges of 65536 ids from 0x7000_0000.
 const POOL_START: u64 = 0x7000_0000;
 
-fn pod_config(c: &Containerd) -> String {
-    let p = c.dir().join("userns-pod.toml");
-    std::fs::write(&p, "[sandbox]\nuser_namespace = \"pod\"\n").expect("write config");
-    format!("--runtime-config-path={}", p.display())
-}
-
 /// `0 <first> 65536` from a uid_map line, checked to be a pool range.
 fn pool_range(uid_map: &str) -> u64 {
     let f: Vec<u64> = uid_map
@@ -36,6 +30,19 @@ fn pool_range(uid_map: &str) -> u64 {
     f[1]
 }
 
+/// Waits up to 10 s for `path` to exist.
+fn wait_for_file(path: &std::path::Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} never came: {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Container root is a pool id outside; the image's files keep their owners; a file
 /// container root writes to the rootfs and to a bind-mounted volume is owned by host root
 /// on disk; two pods get disjoint ranges.
@@ -43,7 +50,6 @@ fn container_root_is_a_pool_id_outside(c: &Containerd) {
     if !c.is_mypod() {
         return;
     }
-    let flag = pod_config(c);
     let vol = c.dir().join("userns-vol");
     std::fs::create_dir_all(&vol).unwrap();
     std::fs::write(vol.join("host-file"), "x").unwrap();
@@ -54,21 +60,13 @@ fn container_root_is_a_pool_id_outside(c: &Containerd) {
                   echo hi > /rootfs-new && stat -c 'new=%u:%g' /rootfs-new; } > /vol/report; \
                   echo hi > /vol/from-root; sleep 30";
     let mount = format!("type=bind,src={},dst=/vol,options=rbind:rw", vol.display());
-    c.run_detached(
-        "uns1",
-        &[&flag, "--mount", &mount],
-        &["/bin/sh", "-c", script],
-    );
+    c.run_detached("uns1", &["--mount", &mount], &["/bin/sh", "-c", script]);
     let task = c.wait_task_status("uns1", "RUNNING", std::time::Duration::from_secs(10));
     let pid = task.pid;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !vol.join("from-root").exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the container never wrote the volume"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_file(
+        &vol.join("from-root"),
+        "the container's write to the volume",
+    );
     let report = std::fs::read_to_string(vol.join("report")).unwrap();
     for want in ["uid=0", "passwd=0:0", "vol=1000:1000", "new=0:0"] {
         assert!(report.lines().any(|l| l == want), "{want}:\n{report}");
@@ -91,7 +89,7 @@ fn container_root_is_a_pool_id_outside(c: &Containerd) {
         "a volume file of container root is host root's on disk"
     );
     // A second pod (its own shim) gets another range.
-    let out2 = c.run("uns2", &[&flag], &["/bin/cat", "/proc/self/uid_map"]);
+    let out2 = c.run("uns2", &[], &["/bin/cat", "/proc/self/uid_map"]);
     out2.assert_success();
     let second = pool_range(out2.stdout.trim());
     assert_ne!(first, second, "two live pods share a range");
@@ -138,16 +136,10 @@ fn exhausted_pool_errors_and_a_killed_shim_gives_its_range_back(c: &Containerd) 
         return;
     }
     let start = 0x7f00_0000u64 + 65536 * c.version() as u64;
-    let p = c.dir().join("one-range.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "[sandbox]\nuser_namespace = \"pod\"\nuserns_pool_start = {start}\n\
-             userns_pool_size = 65536\n"
-        ),
-    )
-    .expect("write config");
-    let flag = format!("--runtime-config-path={}", p.display());
+    let flag = c.runtime_config_flag(
+        "one-range.toml",
+        &format!("[sandbox]\nuserns_pool_start = {start}\nuserns_pool_size = 65536\n"),
+    );
     c.run_detached("onerange", &[&flag], &["sleep", "1000"]);
     let pid = c
         .wait_task_status("onerange", "RUNNING", Duration::from_secs(10))
@@ -169,11 +161,11 @@ fn exhausted_pool_errors_and_a_killed_shim_gives_its_range_back(c: &Containerd) 
         "parent of the container is the shim"
     );
     assert!(procfs::signal(shim, libc::SIGKILL), "kill the shim");
-    let deadline = Instant::now() + Duration::from_secs(45);
-    while procfs::alive(pid) {
-        assert!(Instant::now() < deadline, "the container outlived delete");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    procfs::wait_gone(
+        pid,
+        Duration::from_secs(45),
+        "the container of the killed shim",
+    );
     let out = c.run("again", &[&flag], &["/bin/cat", "/proc/self/uid_map"]);
     out.assert_success();
     assert_eq!(pool_range(out.stdout.trim()), start, "the range came back");
@@ -234,14 +226,7 @@ fn cri_pod_shares_one_range_and_execs_join_it(c: &Containerd) {
     assert_eq!(lines[0], ns, "the exec joins the pod's user namespace");
     assert_eq!(pool_range(lines[1]), first, "the exec's range is the pod's");
     assert_eq!(lines[2], "0", "root inside");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !vol.join("by-root").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "container a never wrote the volume"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_file(&vol.join("by-root"), "container a's write to the volume");
     let meta = std::fs::metadata(vol.join("by-root")).unwrap();
     assert_eq!(
         (meta.uid(), meta.gid()),
@@ -263,3 +248,23 @@ fn cri_pod_shares_one_range_and_execs_join_it(c: &Containerd) {
     c.stop_and_remove_pod(&pod);
 }
 mypod_tests::per_version_cri!(cri_pod_shares_one_range_and_execs_join_it);
+
+/// A process id the pod's user namespace cannot map (uid 70000, as `runAsUser: 70000`) fails
+/// Create with an error naming the field and the key; nothing is left behind.
+fn ids_outside_the_pod_range_are_refused(c: &Containerd) {
+    if !c.is_mypod() {
+        return;
+    }
+    let mut spec = c.config_spec("bigid", &["/bin/true"]);
+    spec["process"]["user"]["uid"] = serde_json::json!(70000);
+    let out = c.run_config("bigid", &[], &spec);
+    out.assert_failure();
+    assert!(
+        out.stderr
+            .contains("process.user.uid 70000 is outside the pod's user namespace")
+            && out.stderr.contains("user_namespace"),
+        "{out}"
+    );
+    c.assert_clean("bigid");
+}
+per_version!(ids_outside_the_pod_range_are_refused);

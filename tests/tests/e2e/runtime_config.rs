@@ -3,23 +3,15 @@
 
 use mypod_tests::{per_version, Containerd};
 
-fn write(c: &Containerd, name: &str, text: &str) -> String {
-    let p = c.dir().join(name);
-    std::fs::write(&p, text).expect("write config");
-    p.to_string_lossy().into_owned()
-}
-
 fn shipped_config_is_accepted(c: &Containerd) {
     if !c.is_mypod() {
         return;
     }
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime.toml");
-    let path = write(
-        c,
+    let flag = c.runtime_config_flag(
         "runtime.toml",
         &std::fs::read_to_string(shipped).expect("runtime.toml"),
     );
-    let flag = format!("--runtime-config-path={path}");
     let out = c.run("cfg", &[&flag], &["/bin/sh", "-c", "echo configured"]);
     assert_eq!(out.stdout, "configured\n", "{out}");
     assert_eq!(out.exit_code(), 0, "{out}");
@@ -31,8 +23,7 @@ fn bad_config_names_the_key(c: &Containerd) {
     if !c.is_mypod() {
         return;
     }
-    let path = write(c, "bad.toml", "[container]\nsetup_timout = 5\n");
-    let flag = format!("--runtime-config-path={path}");
+    let flag = c.runtime_config_flag("bad.toml", "[container]\nsetup_timout = 5\n");
     let out = c.run("badcfg", &[&flag], &["/bin/true"]);
     out.assert_failure();
     assert!(
@@ -54,8 +45,7 @@ fn setup_timeout_reaches_the_server(c: &Containerd) {
     if !c.is_mypod() {
         return;
     }
-    let path = write(c, "short.toml", "[container]\nsetup_timeout = 1\n");
-    let flag = format!("--runtime-config-path={path}");
+    let flag = c.runtime_config_flag("short.toml", "[container]\nsetup_timeout = 1\n");
     let mut spec = c.config_spec("slowsetup", &["/bin/true"]);
     spec["hooks"] = serde_json::json!({
         "createContainer": [{ "path": "/bin/sleep", "args": ["sleep", "4"] }]
@@ -102,8 +92,7 @@ fn debug_key_turns_on_the_debug_log(c: &Containerd) {
         "without debug = true the shim must not log at debug level:\n{}",
         c.log_tail(30)
     );
-    let path = write(c, "debug.toml", "debug = true\n");
-    let flag = format!("--runtime-config-path={path}");
+    let flag = c.runtime_config_flag("debug.toml", "debug = true\n");
     let out = c.run("loud", &[&flag], &["/bin/true"]);
     assert_eq!(out.exit_code(), 0, "{out}");
     c.assert_clean("loud");
@@ -131,8 +120,7 @@ fn default_seccomp_profile_applies_to_specs_without_one(c: &Containerd) {
                   unshare -U true 2>/dev/null && echo userns=yes || echo userns=no; \
                   mount -t tmpfs t /mnt 2>/dev/null && echo mount=yes || echo mount=no; \
                   echo work | sed s/work/done/";
-    let path = write(c, "seccomp.toml", "[sandbox]\nseccomp = \"default\"\n");
-    let flag = format!("--runtime-config-path={path}");
+    let flag = c.runtime_config_flag("seccomp.toml", "[sandbox]\nseccomp = \"default\"\n");
     let out = c.run("sc", &[&flag], &["/bin/sh", "-c", script]);
     assert_eq!(out.exit_code(), 0, "{out}");
     for want in ["Seccomp:\t2", "userns=no", "mount=no", "done"] {
@@ -168,8 +156,7 @@ fn default_seccomp_profile_applies_to_specs_without_one(c: &Containerd) {
     }
     c.assert_clean("dfltsc");
 
-    let off = write(c, "nosc.toml", "[sandbox]\nseccomp = \"off\"\n");
-    let flag = format!("--runtime-config-path={off}");
+    let flag = c.runtime_config_flag("nosc.toml", "[sandbox]\nseccomp = \"off\"\n");
     let out = c.run("nosc", &[&flag], &["/bin/sh", "-c", script]);
     assert_eq!(out.exit_code(), 0, "{out}");
     assert!(
@@ -207,8 +194,7 @@ fn host_access_refuse_names_what_was_asked(c: &Containerd) {
         "{out}"
     );
     c.assert_clean("plain");
-    let allow = write(c, "allow.toml", "[sandbox]\nhost_access = \"allow\"\n");
-    let flag = format!("--runtime-config-path={allow}");
+    let flag = c.runtime_config_flag("allow.toml", "[sandbox]\nhost_access = \"allow\"\n");
     let out = c.run("privok", &[&flag, "--privileged"], &["/bin/true"]);
     assert_eq!(out.exit_code(), 0, "{out}");
     c.assert_clean("privok");
