@@ -21,7 +21,7 @@ pub mod pod_userns;
 pub mod policy;
 pub mod process;
 pub(crate) mod sched;
-pub(crate) mod seccomp;
+pub mod seccomp;
 pub(crate) mod spawn;
 pub mod spec;
 pub mod stdio;

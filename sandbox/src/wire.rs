@@ -62,6 +62,10 @@ pub struct InitRequest {
     /// the request: the container attaches it over the rootfs and pivots into it.
     #[serde(default)]
     pub rootfs_tree: bool,
+    /// `linux.seccomp` compiled by the shim (see [`crate::seccomp::cache`]); the helper
+    /// compiles the spec's profile itself only when this is absent.
+    #[serde(default)]
+    pub seccomp: Option<crate::seccomp::cache::WireFilter>,
 }
 
 /// What the helper and the container init report back.

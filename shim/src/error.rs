@@ -41,6 +41,9 @@ impl ServiceError {
                 }
                 ContainerError::NotCreated => Code::FAILED_PRECONDITION,
                 ContainerError::HostAccess(_) => Code::PERMISSION_DENIED,
+                ContainerError::Seccomp(mypod_sandbox::seccomp::SeccompError::Invalid(_)) => {
+                    Code::INVALID_ARGUMENT
+                }
                 ContainerError::PodUserns(u) => match u {
                     PodUsernsError::OutsidePod { .. } => Code::INVALID_ARGUMENT,
                     PodUsernsError::Pool(PoolError::Exhausted { .. }) => Code::RESOURCE_EXHAUSTED,

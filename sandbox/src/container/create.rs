@@ -234,6 +234,7 @@ impl Container {
             resources::apply(&cgroup, r)?;
         }
         warn_unapplied_resources(&opts.id, &cgroup, &spec);
+        let seccomp = crate::seccomp::cache::compiled(&spec)?;
         let req = InitRequest {
             id: opts.id.clone(),
             bundle: opts.bundle.clone(),
@@ -248,6 +249,7 @@ impl Container {
             idmapped: Vec::new(),
             userns_fd: None,
             rootfs_tree: false,
+            seccomp: seccomp.clone(),
         };
         let init = helper.finish(req, rootfs_tree, &mut partial.pid)?;
         partial.pid = None;
@@ -262,6 +264,7 @@ impl Container {
             mounted_rootfs,
             poststop_done: false,
             pod_userns: pod_ns.is_some(),
+            seccomp,
         })
     }
 }

@@ -18,6 +18,7 @@ impl Container {
             cgroup: self.cgroup.clone(),
             pid: self.pid(),
             pod_userns: self.pod_userns,
+            seccomp: self.seccomp.clone(),
         }
     }
 }
@@ -61,6 +62,8 @@ impl ExecTarget {
             idmapped: Vec::new(),
             userns_fd: None,
             rootfs_tree: false,
+            // The container's filter: an exec's process differs, its linux.seccomp not.
+            seccomp: self.seccomp.clone(),
         };
         let mut pid = None;
         match launch(

@@ -88,6 +88,9 @@ pub enum ContainerError {
     /// The pod's user namespace: its range, its making, ids outside it.
     #[error(transparent)]
     PodUserns(#[from] crate::pod_userns::PodUsernsError),
+    /// Compiling `linux.seccomp` (the shim compiles it for the helper).
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("start init helper {exe}: {source}")]
     Spawn {
         exe: PathBuf,
@@ -202,6 +205,8 @@ pub struct Container {
     poststop_done: bool,
     /// Whether it runs in the pod's user namespace (its execs' ids must map there).
     pod_userns: bool,
+    /// Its compiled `linux.seccomp`, which its execs load too.
+    seccomp: Option<crate::seccomp::cache::WireFilter>,
 }
 
 /// A running container's identity, enough to exec into it.
@@ -212,6 +217,7 @@ pub struct ExecTarget {
     cgroup: Cgroup,
     pid: i32,
     pod_userns: bool,
+    seccomp: Option<crate::seccomp::cache::WireFilter>,
 }
 
 /// The cgroup path a spec asks for, or mypod's default.

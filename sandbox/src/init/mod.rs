@@ -215,7 +215,8 @@ fn container(
     let mut env = process.env().clone().unwrap_or_default();
     exec::add_home(&mut env, process.user().uid());
     // linux.seccomp, placed as runc places it (standard_init_linux.go, setns_init_linux.go).
-    // Compiled now, so that a profile libseccomp refuses fails Create. Without
+    // Compiled by the shim (from its host-wide cache) or, without that, now: either way a
+    // profile libseccomp refuses fails Create. Without
     // noNewPrivileges, loading a filter needs CAP_SYS_ADMIN: it is loaded here, before the
     // user switch and the capability drop, and the rest of the setup (setgroups, setuid,
     // capset, chdir, the Ready write, the start-byte read, execve) must pass it, as in
@@ -223,7 +224,10 @@ fn container(
     // right before execve (runc loads it just before it waits for start), so only execve
     // and the argv/envp allocations before it must pass it; a failure there fails Start.
     let nnp = process.no_new_privileges() == Some(true);
-    let filter = seccomp::Filter::compile(spec)?;
+    let filter = match &req.seccomp {
+        Some(w) => Some(seccomp::Filter::from_wire(w)?),
+        None => seccomp::Filter::compile(spec)?,
+    };
     if let (Some(f), false) = (&filter, nnp) {
         f.load()?;
     }

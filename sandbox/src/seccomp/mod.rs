@@ -22,10 +22,12 @@
 //!
 //! Files: `validate` (the checks [`crate::spec`] runs), `filter` (profile to libseccomp
 //! context), `bpf` (the exported program and the ENOSYS stub), `load` (seccomp(2)),
-//! [`default`] (mypod's own default profile, for `seccomp = "default"`).
+//! [`default`] (mypod's own default profile, for `seccomp = "default"`), [`cache`] (compiled
+//! programs kept host-wide, handed to the helper in its request).
 //! When the filter is loaded is the caller's choice (see `container` in `init/mod.rs`).
 
 mod bpf;
+pub mod cache;
 pub mod default;
 mod filter;
 mod load;
