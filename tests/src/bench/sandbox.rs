@@ -1,7 +1,8 @@
 //! What mypod's sandbox costs, with gVisor beside it: `ctr run --rm` lifecycle and four
 //! throughput loops inside a running container (system calls, files, fork/exec, pipes), for
 //! runc-v2, mypod with its defaults (pod user namespace + default seccomp profile), mypod with
-//! each half of the sandbox off and with both off, and gVisor's runsc (Debian trixie's
+//! each half of the sandbox off and with both off, mypod with a filter that allows every
+//! system call (what the kernel's seccomp path itself costs), and gVisor's runsc (Debian trixie's
 //! `runsc`, `$MYPOD_BENCH_RUNSC` as scripts/bench.sh unpacks it, run by containerd's runc-v2
 //! shim as its runtime binary, through a wrapper that adds the flags it needs here:
 //! `--platform=systrap --network=none`).
@@ -126,6 +127,25 @@ pub fn variants(c: &Containerd, notes: &mut Vec<String>) -> Vec<Variant> {
             )],
         },
     ];
+    // What any filter costs: the same as "mypod" but with a spec profile that allows every
+    // system call (so the kernel's seccomp path runs, and no rule can matter).
+    let allow_all = c.dir().join("bench-allow-all.json");
+    if std::fs::write(
+        &allow_all,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["kexec_load"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .is_ok()
+    {
+        v.push(Variant {
+            name: "mypod, allow-all filter".into(),
+            runtime: MYPOD_RUNTIME,
+            flags: vec![
+                "--seccomp".into(),
+                "--seccomp-profile".into(),
+                allow_all.display().to_string(),
+            ],
+        });
+    }
     match runsc_wrapper(c) {
         Some(w) => {
             let mut flags = runc_root("runsc");
