@@ -249,7 +249,7 @@ impl Container {
             idmapped: Vec::new(),
             userns_fd: None,
             rootfs_tree: false,
-            seccomp: seccomp.clone(),
+            seccomp,
         };
         let init = helper.finish(req, rootfs_tree, &mut partial.pid)?;
         partial.pid = None;
@@ -264,7 +264,6 @@ impl Container {
             mounted_rootfs,
             poststop_done: false,
             pod_userns: pod_ns.is_some(),
-            seccomp,
         })
     }
 }

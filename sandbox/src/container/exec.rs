@@ -18,7 +18,6 @@ impl Container {
             cgroup: self.cgroup.clone(),
             pid: self.pid(),
             pod_userns: self.pod_userns,
-            seccomp: self.seccomp.clone(),
         }
     }
 }
@@ -62,8 +61,9 @@ impl ExecTarget {
             idmapped: Vec::new(),
             userns_fd: None,
             rootfs_tree: false,
-            // The container's filter: an exec's process differs, its linux.seccomp not.
-            seccomp: self.seccomp.clone(),
+            // The container's filter (an exec's process differs, its linux.seccomp not),
+            // from the host-wide cache: not kept per container, it is ~10 KiB each.
+            seccomp: crate::seccomp::cache::compiled(&self.spec)?,
         };
         let mut pid = None;
         match launch(

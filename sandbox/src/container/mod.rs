@@ -205,8 +205,6 @@ pub struct Container {
     poststop_done: bool,
     /// Whether it runs in the pod's user namespace (its execs' ids must map there).
     pod_userns: bool,
-    /// Its compiled `linux.seccomp`, which its execs load too.
-    seccomp: Option<crate::seccomp::cache::WireFilter>,
 }
 
 /// A running container's identity, enough to exec into it.
@@ -217,7 +215,6 @@ pub struct ExecTarget {
     cgroup: Cgroup,
     pid: i32,
     pod_userns: bool,
-    seccomp: Option<crate::seccomp::cache::WireFilter>,
 }
 
 /// The cgroup path a spec asks for, or mypod's default.
