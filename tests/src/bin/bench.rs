@@ -63,7 +63,7 @@ const USAGE: &str = "usage: bench [--containerd 1.6|1.7|2.1] [--iterations N] [-
   --parallel N         concurrent CRI clients in the density phase (default 8)
   --only LIST          run only these phases (ctr, pods, memory, density, sandbox)
   --sandbox-reps N     runs of each throughput loop per variant in the sandbox phase
-                       (default 5; runsc at most 2); its lifecycle uses --iterations / 4
+                       (default 9; runsc at most 2); its lifecycle uses --iterations / 4
   --quick              a smoke run: 5 / 10 / 3 iterations, memory at 1,3 pods, density 10
   --docs DIR           write benchmarks.md and benchmarks.png there (default <repo>/docs)
   --no-docs            do not write them (the table still goes to the terminal)";
@@ -78,7 +78,7 @@ fn parse_args() -> Result<Opts, String> {
         memory_pods: vec![1, 20],
         density: 100,
         parallel: 8,
-        sandbox_reps: 5,
+        sandbox_reps: 9,
         phases: PHASES.iter().map(|s| s.to_string()).collect(),
         docs: Some(repo_root().join("docs")),
     };
