@@ -4,7 +4,7 @@
 
 use std::os::fd::{IntoRawFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +56,7 @@ pub fn run(args: Args, handoff: Handoff) -> i32 {
     if let Ok(cwd) = std::env::current_dir() {
         logger::add_bundle(&cwd);
     }
-    let code = match serve_blocking(&args, &config, listener, helper, containerd_uid) {
+    let code = match serve_blocking(&args, &config, &socket, listener, helper, containerd_uid) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("shim for pod {}: {e}", args.id);
@@ -71,6 +71,7 @@ pub fn run(args: Args, handoff: Handoff) -> i32 {
 fn serve_blocking(
     args: &Args,
     config: &Config,
+    socket: &Path,
     listener: UnixListener,
     helper: HelperExe,
     containerd_uid: u32,
@@ -91,10 +92,22 @@ fn serve_blocking(
     rt.block_on(serve(
         args,
         config,
+        socket,
         listener.into_raw_fd(),
         helper,
         containerd_uid,
     ))
+}
+
+/// The pod is over: its socket goes at once, under the lock `start` takes, so that a
+/// container of a new pod with the same group (a reused id, say) gets a new shim instead of
+/// joining this one while it flushes its events and exits (which took up to seconds). A
+/// `start` that connected just before still hands out this address; that narrow race
+/// remains.
+fn withdraw_socket(socket: &Path) {
+    let _lock = crate::start::lock(socket);
+    let _ = std::fs::remove_file(socket);
+    let _ = std::fs::remove_file(socket.with_extension("pid"));
 }
 
 /// glibc malloc settings for a small, long-lived process, set before any thread exists.
@@ -123,6 +136,7 @@ fn trim_malloc() {
 async fn serve(
     args: &Args,
     config: &Config,
+    socket: &Path,
     fd: RawFd,
     helper: HelperExe,
     containerd_uid: u32,
@@ -171,6 +185,7 @@ async fn serve(
             _ = pod.exit.notified() => break,
         }
     }
+    withdraw_socket(socket);
     events.flush(Duration::from_secs(5)).await;
     // Give the reply to Shutdown a moment to leave before the process ends.
     tokio::time::sleep(Duration::from_millis(20)).await;
