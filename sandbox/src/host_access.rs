@@ -13,6 +13,11 @@
 //!   (the container shares the runtime's, that is the host's), or an entry that joins,
 //!   by path, the namespace the shim itself is in. Any other path is not host access:
 //!   CRI's pod network namespace and the pod's sandbox namespaces are joined by path.
+//! - **mounts that propagate to the host**: `linux.rootfsPropagation` or a mount's option
+//!   `shared`/`rshared` (what CRI makes of Kubernetes' `mountPropagation: Bidirectional`,
+//!   which Kubernetes allows only in privileged containers). A mount made in the container
+//!   then appears on the host, which a pod user namespace cannot give anyway: the kernel
+//!   turns a less privileged mount namespace's shared mounts into slaves.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -33,6 +38,8 @@ pub enum Asked {
     SharedNamespace(&'static str),
     /// An entry that joins the shim's own (the host's) namespace by path.
     JoinedHostNamespace(&'static str, PathBuf),
+    /// Shared propagation: `rootfsPropagation` or the mounts (destinations) that ask for it.
+    SharedPropagation(Vec<String>),
 }
 
 impl fmt::Display for Asked {
@@ -61,6 +68,11 @@ impl fmt::Display for Asked {
                 "the host's {ns} namespace (the \"{ns}\" entry of linux.namespaces joins {}, \
                  the runtime's own)",
                 path.display()
+            ),
+            Asked::SharedPropagation(what) => write!(
+                f,
+                "mounts that propagate back to the host ({}: Bidirectional mount propagation)",
+                what.join(", ")
             ),
         }
     }
@@ -141,6 +153,22 @@ pub fn asked(spec: &Spec, is_host_ns: impl Fn(LinuxNamespaceType, &Path) -> bool
             }
             Some(_) => {}
         }
+    }
+    let shared = |o: &str| matches!(o, "shared" | "rshared");
+    let mut propagating = Vec::new();
+    if let Some(p) = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|p| shared(p))
+    {
+        propagating.push(format!("rootfsPropagation {p:?}"));
+    }
+    for m in spec.mounts().iter().flatten() {
+        if let Some(o) = m.options().iter().flatten().find(|o| shared(o)) {
+            propagating.push(format!("mount {} {o:?}", m.destination().display()));
+        }
+    }
+    if !propagating.is_empty() {
+        out.push(Asked::SharedPropagation(propagating));
     }
     out
 }
@@ -303,5 +331,31 @@ mod tests {
             check(&s, HostAccess::Refuse, |_, _| false),
             Err(HostAccessError::Refused(asked))
         );
+    }
+
+    #[test]
+    fn shared_propagation_is_host_access() {
+        let mut s = spec(ALL_NS, Some(DEFAULT_CAPS), r#""/proc/kcore""#);
+        let mounts: Vec<oci_spec::runtime::Mount> = serde_json::from_str(
+            r#"[{"destination":"/vol","type":"bind","source":"/srv","options":["rbind","rshared"]},
+                {"destination":"/ro","type":"bind","source":"/srv","options":["rbind","rslave"]}]"#,
+        )
+        .unwrap();
+        s.set_mounts(Some(mounts));
+        if let Some(l) = s.linux_mut() {
+            l.set_rootfs_propagation(Some("rshared".into()));
+        }
+        let err = check(&s, HostAccess::Refuse, |_, _| false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config.json asks for mounts that propagate back to the host (rootfsPropagation \
+             \"rshared\", mount /vol \"rshared\": Bidirectional mount propagation); \
+             runtime.toml [sandbox] host_access = \"refuse\" does not allow it"
+        );
+        if let Some(l) = s.linux_mut() {
+            l.set_rootfs_propagation(Some("rslave".into()));
+        }
+        s.set_mounts(None);
+        assert_eq!(asked_of(&s), vec![]);
     }
 }

@@ -271,6 +271,52 @@ pub fn unmount_all(target: &Path) -> Result<(), MountError> {
     Ok(())
 }
 
+/// The mount point, in `mountinfo` text (/proc/self/mountinfo), of the mount that holds
+/// `path` (absolute, without symlinks): the longest mount point that is `path` or one of its
+/// ancestors. The last such line wins, as the kernel lists a mount after what it covers.
+pub fn mount_point_of(path: &Path, mountinfo: &str) -> Option<PathBuf> {
+    let mut best: Option<PathBuf> = None;
+    for line in mountinfo.lines() {
+        let Some(point) = line.split(' ').nth(4).map(unescape) else {
+            continue;
+        };
+        let point = PathBuf::from(point);
+        if path.starts_with(&point)
+            && best
+                .as_ref()
+                .is_none_or(|b| point.components().count() >= b.components().count())
+        {
+            best = Some(point);
+        }
+    }
+    best
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')))
+            .and_then(|n| u8::try_from(n).ok());
+        match octal {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +358,24 @@ mod tests {
         );
         let o = parse_options(&["rnoatime".into()]);
         assert_eq!((o.rec_set, o.rec_clear), (attr::NOATIME, attr::ATIME_MASK));
+    }
+
+    #[test]
+    fn the_mount_holding_a_path_is_found() {
+        let mi = "\
+22 1 8:1 / / rw shared:1 - ext4 /dev/vda rw
+30 22 0:40 / /run rw shared:5 - tmpfs tmpfs rw
+31 30 0:41 / /run/c/b\\040x/rootfs rw shared:9 - overlay overlay rw
+32 31 0:42 / /run/c/b\\040x/rootfs/proc rw - proc proc rw
+";
+        let at = |p: &str| mount_point_of(Path::new(p), mi);
+        assert_eq!(at("/run/c/b x/rootfs"), Some("/run/c/b x/rootfs".into()));
+        assert_eq!(
+            at("/run/c/b x/rootfs/etc"),
+            Some("/run/c/b x/rootfs".into())
+        );
+        assert_eq!(at("/run/c/other"), Some("/run".into()));
+        assert_eq!(at("/runx"), Some("/".into()));
+        assert_eq!(at("/run/c/b x/rootfsx"), Some("/run".into()));
     }
 }

@@ -13,6 +13,9 @@ pub struct Hierarchy {
     /// Controllers joined by ',' (`cpu,cpuacct`), `name=systemd`, or "" for cgroup2.
     pub name: String,
     pub mount: PathBuf,
+    /// This process's own cgroup in the hierarchy, relative to its root (empty: the root).
+    /// A relative cgroupsPath is placed below it, as runc's cgroupfs driver does.
+    pub own: PathBuf,
 }
 
 /// The host's cgroup layout.
@@ -24,7 +27,9 @@ pub struct Layout {
     /// A hybrid host's controller-less cgroup2 mount (`/sys/fs/cgroup/unified`): containers
     /// join it too, as runc puts them there, so `0::` in /proc/PID/cgroup names them.
     pub unified: Option<PathBuf>,
-    /// Whether systemd runs here (systemd-form cgroupsPaths are accepted only then).
+    /// This process's own cgroup in the hybrid host's cgroup2 tree (see [`Hierarchy::own`]).
+    pub unified_own: PathBuf,
+    /// Whether systemd runs here (systemd-form cgroupsPaths are expanded only then).
     pub systemd: bool,
 }
 
@@ -34,8 +39,40 @@ impl Layout {
         let path = Path::new("/proc/self/mountinfo");
         let text = fs::read_to_string(path).map_err(io(path))?;
         let mut layout = Self::parse(&text)?;
+        let path = Path::new("/proc/self/cgroup");
+        layout.set_own(&fs::read_to_string(path).map_err(io(path))?);
         layout.systemd = systemd_path::systemd_running();
         Ok(layout)
+    }
+
+    /// Records this process's own cgroups from /proc/self/cgroup text
+    /// (`ID:CONTROLLERS:PATH` lines; `0::PATH` is the cgroup2 one).
+    pub fn set_own(&mut self, proc_cgroup: &str) {
+        let same = |a: &str, b: &str| {
+            let mut x: Vec<&str> = a.split(',').filter(|s| !s.is_empty()).collect();
+            let mut y: Vec<&str> = b.split(',').filter(|s| !s.is_empty()).collect();
+            x.sort_unstable();
+            y.sort_unstable();
+            x == y
+        };
+        for line in proc_cgroup.lines() {
+            let mut f = line.splitn(3, ':');
+            let (Some(_), Some(ctrls), Some(path)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            let own = PathBuf::from(path.trim_start_matches('/'));
+            if ctrls.is_empty() {
+                if self.v2 {
+                    if let Some(h) = self.hierarchies.first_mut() {
+                        h.own = own;
+                    }
+                } else {
+                    self.unified_own = own;
+                }
+            } else if let Some(h) = self.hierarchies.iter_mut().find(|h| same(&h.name, ctrls)) {
+                h.own = own;
+            }
+        }
     }
 
     /// Parses mountinfo text; v1 hierarchies win over a hybrid host's empty cgroup2, which
@@ -66,6 +103,7 @@ impl Layout {
                     v1.push(Hierarchy {
                         name: name.join(","),
                         mount: PathBuf::from(mount),
+                        own: PathBuf::new(),
                     });
                 }
                 "cgroup2" if v2.is_none() => v2 = Some(PathBuf::from(mount)),
@@ -77,6 +115,7 @@ impl Layout {
                 hierarchies: v1,
                 v2: false,
                 unified: v2,
+                unified_own: PathBuf::new(),
                 systemd: false,
             });
         }
@@ -85,9 +124,11 @@ impl Layout {
                 hierarchies: vec![Hierarchy {
                     name: String::new(),
                     mount,
+                    own: PathBuf::new(),
                 }],
                 v2: true,
                 unified: None,
+                unified_own: PathBuf::new(),
                 systemd: false,
             }),
             None => Err(CgroupError::NoHierarchy),

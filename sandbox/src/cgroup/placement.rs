@@ -66,41 +66,83 @@ pub struct Join {
     pub v2_dir: Option<PathBuf>,
 }
 
-/// Checks a cgroupsPath and returns it relative to the hierarchy roots. The systemd
-/// `slice:prefix:name` form is expanded where systemd runs and refused elsewhere.
-pub fn relative_path(cgroups_path: &str, systemd: bool) -> Result<PathBuf, CgroupError> {
-    if systemd_path::is_systemd_form(cgroups_path) {
-        if !systemd {
-            return Err(SystemdPathError::NoSystemd(cgroups_path.to_string()).into());
-        }
-        return Ok(systemd_path::expand(cgroups_path)?);
+/// Where a cgroupsPath puts a container: below the hierarchy roots, or below this
+/// process's own cgroup in each hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// An absolute path, or a systemd-form path expanded where systemd runs.
+    Root(PathBuf),
+    /// A relative path, and a systemd-form path where systemd does not run, taken literally
+    /// (`test.slice:cri-containerd:ID` is one directory): what runc's cgroupfs driver does.
+    Own(PathBuf),
+}
+
+/// Checks a cgroupsPath and says where it puts the container. The systemd
+/// `slice:prefix:name` form is expanded where systemd runs, as runc's systemd driver does;
+/// elsewhere it is a relative path, as runc's cgroupfs driver takes it.
+pub fn relative_path(cgroups_path: &str, systemd: bool) -> Result<Place, CgroupError> {
+    if systemd && systemd_path::is_systemd_form(cgroups_path) {
+        return Ok(Place::Root(systemd_path::expand(cgroups_path)?));
     }
+    let rel = clean(cgroups_path).ok_or_else(|| CgroupError::Escapes(cgroups_path.to_string()))?;
+    if cgroups_path.starts_with('/') {
+        Ok(Place::Root(rel))
+    } else {
+        Ok(Place::Own(rel))
+    }
+}
+
+/// The path's normal components; `None` if it climbs (`..`) or names nothing.
+fn clean(path: &str) -> Option<PathBuf> {
     let mut rel = PathBuf::new();
-    for c in Path::new(cgroups_path).components() {
+    for c in Path::new(path).components() {
         match c {
             std::path::Component::Normal(p) => rel.push(p),
             std::path::Component::RootDir | std::path::Component::CurDir => {}
-            _ => return Err(CgroupError::Escapes(cgroups_path.to_string())),
+            _ => return None,
         }
     }
-    if rel.as_os_str().is_empty() {
-        return Err(CgroupError::Escapes(cgroups_path.to_string()));
+    (!rel.as_os_str().is_empty()).then_some(rel)
+}
+
+/// `place` below a hierarchy mounted at `mount` where this process sits at `own`.
+fn under(mount: &Path, own: &Path, place: &Place, original: &str) -> Result<PathBuf, CgroupError> {
+    match place {
+        Place::Root(rel) => Ok(mount.join(rel)),
+        Place::Own(rel) => {
+            let own = if own.as_os_str().is_empty() {
+                PathBuf::new()
+            } else {
+                clean(&own.to_string_lossy())
+                    .ok_or_else(|| CgroupError::Escapes(original.to_string()))?
+            };
+            Ok(mount.join(own).join(rel))
+        }
     }
-    Ok(rel)
 }
 
 impl Cgroup {
     /// The cgroup at `cgroups_path` (not created yet).
     pub fn new(layout: &Layout, cgroups_path: &str) -> Result<Cgroup, CgroupError> {
-        let rel = relative_path(cgroups_path, layout.systemd)?;
+        let place = relative_path(cgroups_path, layout.systemd)?;
+        let dirs = layout
+            .hierarchies
+            .iter()
+            .map(|h| {
+                Ok((
+                    h.name.clone(),
+                    under(&h.mount, &h.own, &place, cgroups_path)?,
+                ))
+            })
+            .collect::<Result<_, CgroupError>>()?;
+        let unified = match &layout.unified {
+            Some(u) => Some(under(u, &layout.unified_own, &place, cgroups_path)?),
+            None => None,
+        };
         Ok(Cgroup {
-            dirs: layout
-                .hierarchies
-                .iter()
-                .map(|h| (h.name.clone(), h.mount.join(&rel)))
-                .collect(),
+            dirs,
             v2: layout.v2,
-            unified: layout.unified.as_ref().map(|u| u.join(&rel)),
+            unified,
         })
     }
 
@@ -357,6 +399,38 @@ mod tests {
     }
 
     #[test]
+    fn relative_paths_go_below_the_own_cgroup() {
+        let mut l = Layout::parse(HYBRID).unwrap();
+        l.set_own("4:memory:/ci/job7\n2:cpuacct,cpu:/\n1:name=systemd:/init.scope\n0::/u\n");
+        let cg = Cgroup::new(&l, "test.slice:cri-containerd:c1").unwrap();
+        let dirs: Vec<_> = cg.dirs.iter().map(|(_, d)| d.clone()).collect();
+        assert_eq!(
+            dirs,
+            [
+                "/sys/fs/cgroup/systemd/init.scope/test.slice:cri-containerd:c1",
+                "/sys/fs/cgroup/cpu,cpuacct/test.slice:cri-containerd:c1",
+                "/sys/fs/cgroup/memory/ci/job7/test.slice:cri-containerd:c1"
+            ]
+            .map(PathBuf::from)
+        );
+        assert_eq!(
+            cg.unified.as_deref(),
+            Some(Path::new(
+                "/sys/fs/cgroup/unified/u/test.slice:cri-containerd:c1"
+            ))
+        );
+        // Absolute paths ignore the own cgroup.
+        let cg = Cgroup::new(&l, "/ns/c1").unwrap();
+        assert_eq!(cg.dirs[2].1, Path::new("/sys/fs/cgroup/memory/ns/c1"));
+        // An own cgroup outside the cgroup namespace's root cannot anchor a relative path.
+        l.set_own("4:memory:/../x\n");
+        assert!(matches!(
+            Cgroup::new(&l, "a/b"),
+            Err(CgroupError::Escapes(_))
+        ));
+    }
+
+    #[test]
     fn unified_host_uses_cgroup2() {
         let l = Layout::parse("30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n").unwrap();
         assert!(l.v2);
@@ -374,14 +448,24 @@ mod tests {
     fn paths_are_checked() {
         assert_eq!(
             relative_path("/default/c1", false).unwrap(),
-            Path::new("default/c1")
+            Place::Root("default/c1".into())
         );
-        let e = relative_path("system.slice:cri:abc", false).unwrap_err();
-        assert!(e.to_string().contains("systemd does not run"), "{e}");
+        assert_eq!(
+            relative_path("system.slice:cri:abc", false).unwrap(),
+            Place::Own("system.slice:cri:abc".into())
+        );
         assert_eq!(
             relative_path("system.slice:cri:abc", true).unwrap(),
-            Path::new("system.slice/cri-abc.scope")
+            Place::Root("system.slice/cri-abc.scope".into())
         );
+        assert_eq!(
+            relative_path("kubepods/pod1/c1", true).unwrap(),
+            Place::Own("kubepods/pod1/c1".into())
+        );
+        assert!(matches!(
+            relative_path("x.slice:cri:../../y", false),
+            Err(CgroupError::Escapes(_))
+        ));
         assert!(matches!(
             relative_path("/a/../../x", false),
             Err(CgroupError::Escapes(_))

@@ -6,19 +6,14 @@
 //! mypod creates that directory itself, through cgroupfs; it does not ask systemd over
 //! D-Bus for a transient scope, so the scope is not a systemd unit (`systemctl` does not
 //! list it) although it sits where systemd and kubelet expect it. Where systemd does not
-//! run, the form is refused: nothing would own the slices.
+//! run, the form is not expanded: the whole string is one relative cgroupfs path, as runc's
+//! cgroupfs driver takes it (see [`super::placement::Place::Own`]).
 
 use std::path::{Path, PathBuf};
 
 /// Errors of a systemd-form cgroupsPath.
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdPathError {
-    #[error(
-        "cgroupsPath {0:?} is in systemd form (slice:prefix:name), but systemd does not run on \
-         this host (no /run/systemd/system): give a cgroupfs path (in containerd, \
-         SystemdCgroup = false)"
-    )]
-    NoSystemd(String),
     #[error("cgroupsPath {path:?}: slice {slice:?} {why}")]
     BadSlice {
         path: String,

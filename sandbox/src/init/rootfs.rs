@@ -11,7 +11,7 @@ use nix::sys::stat::{mknodat, Mode, SFlag};
 use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
 
 use super::{Context, InitError};
-use crate::mount::{parse_options, propagation_flag};
+use crate::mount::{mount_point_of, parse_options, propagation_flag};
 use crate::wire::InitRequest;
 
 const NONE: Option<&str> = None;
@@ -45,13 +45,18 @@ pub fn prepare(
         .and_then(|l| l.rootfs_propagation().as_deref())
         .and_then(propagation_flag)
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
-    // Never let our mounts propagate back to the host; shared is re-applied later.
-    let first = if prop.contains(MsFlags::MS_SHARED) {
-        MsFlags::MS_PRIVATE | MsFlags::MS_REC
-    } else {
-        prop
-    };
-    mount(NONE, "/", NONE, first, NONE).ctx(|| "set propagation of /".into())?;
+    // As runc: the whole tree gets the propagation asked for (rshared keeps every mount in
+    // its host peer group, which a Bidirectional volume needs), but the mount holding the
+    // rootfs is made private, so the rootfs bind below and every mount made on it (/proc,
+    // /dev, the volumes) stay out of the host, and pivot_root accepts it.
+    mount(NONE, "/", NONE, prop, NONE).ctx(|| "set propagation of /".into())?;
+    if prop.contains(MsFlags::MS_SHARED) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo")
+            .ctx(|| "read /proc/self/mountinfo".into())?;
+        let holder = mount_point_of(root, &info).unwrap_or_else(|| PathBuf::from("/"));
+        mount(NONE, &holder, NONE, MsFlags::MS_PRIVATE, NONE)
+            .ctx(|| format!("make {} private", holder.display()))?;
+    }
     let rootfd = match tree {
         Some(tree) => {
             let here = open_dir(Path::new("."))?;

@@ -25,6 +25,8 @@ pub struct PodBuilder {
     /// The pod's sysctls (`securityContext.sysctls`).
     pub sysctls: HashMap<String, String>,
     pub labels: HashMap<String, String>,
+    /// `privileged` in the pod's security context (a privileged container needs it).
+    pub privileged: bool,
 }
 
 impl PodBuilder {
@@ -40,7 +42,13 @@ impl PodBuilder {
             host_network: false,
             sysctls: HashMap::new(),
             labels: HashMap::from([("mypodtest".to_string(), name.to_string())]),
+            privileged: false,
         }
+    }
+
+    pub fn privileged(mut self, yes: bool) -> Self {
+        self.privileged = yes;
+        self
     }
 
     pub fn log_directory(mut self, dir: &Path) -> Self {
@@ -111,6 +119,7 @@ impl PodBuilder {
                 sysctls: self.sysctls.clone(),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(self.namespace_options()),
+                    privileged: self.privileged,
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -134,6 +143,8 @@ pub struct ContainerBuilder {
     pub resources: Option<api::LinuxContainerResources>,
     /// Volumes: (host path, container path), read-write, as a hostPath or emptyDir.
     pub mounts: Vec<(String, String)>,
+    /// `privileged` in the container's security context.
+    pub privileged: bool,
 }
 
 impl ContainerBuilder {
@@ -148,7 +159,13 @@ impl ContainerBuilder {
             log_path: None,
             resources: None,
             mounts: Vec::new(),
+            privileged: false,
         }
+    }
+
+    pub fn privileged(mut self, yes: bool) -> Self {
+        self.privileged = yes;
+        self
     }
 
     /// A read-write volume: host directory `host` at `container` (hostPath, emptyDir).
@@ -238,6 +255,7 @@ impl ContainerBuilder {
                 resources: self.resources.clone(),
                 security_context: Some(LinuxContainerSecurityContext {
                     namespace_options: Some(pod.namespace_options()),
+                    privileged: self.privileged,
                     ..Default::default()
                 }),
             }),

@@ -9,6 +9,7 @@ mod bad_input;
 mod cri_bad_input;
 mod cri_exec_logs;
 mod cri_namespaces;
+mod cri_placement;
 mod cri_pods;
 mod cri_resources;
 mod cri_security;
