@@ -1,5 +1,6 @@
 //! A CRI instance's client: connecting it at start-up, and removing every pod at teardown.
 
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -114,6 +115,25 @@ impl Containerd {
             }
         }
         self.cri.as_mut().expect("CRI instance").client = Some(client);
+    }
+
+    /// Imports the OCI layout tar `tar` into `k8s.io` (`ctr images import`) and waits until
+    /// CRI's ImageStatus knows `name` (the name the tar's index gives it).
+    pub fn cri_import_image(&self, tar: &Path, name: &str) {
+        let t = tar.to_string_lossy();
+        self.ctr_timeout(&["images", "import", &t], Duration::from_secs(120))
+            .assert_success();
+        let start = Instant::now();
+        loop {
+            match self.cri().image_status(name) {
+                Ok(Some(_)) => return,
+                other => assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "CRI does not see image {name} after importing {t}: {other:?}"
+                ),
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops and removes every pod and container through CRI (teardown); never panics.

@@ -1,12 +1,13 @@
 //! Issue 5: the containers of a pod share its network, IPC and UTS namespaces (and with
-//! `namespace_options.pid = POD` its pid namespace), while one shim serves them all. Checked
-//! twice, independently: from the host (`/proc/PID/ns/*` of the host pids CRI reports) and
-//! from inside the containers (ExecSync `readlink /proc/self/ns/*`, which needs the shim's Exec).
+//! `namespace_options.pid = POD` its pid namespace; an ephemeral container with `pid = TARGET`
+//! joins its target's), while one shim serves them all. Checked twice, independently: from the
+//! host (`/proc/PID/ns/*` of the host pids CRI reports) and from inside the containers
+//! (ExecSync `readlink /proc/self/ns/*`, which needs the shim's Exec).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use mypod_tests::cri::api::ContainerState;
+use mypod_tests::cri::api::{ContainerState, NamespaceMode};
 use mypod_tests::cri_instance::{host_ns, stderr_of, stdout_of};
 use mypod_tests::{per_version_cri, procfs, ContainerBuilder, Containerd, Pod};
 
@@ -188,3 +189,85 @@ fn shared_pid_namespace_exec_view(c: &Containerd) {
     c.assert_pod_gone(&fp, false, Duration::from_secs(10));
 }
 per_version_cri!(shared_pid_namespace_exec_view);
+
+/// `kubectl debug --target=app`: the kubelet creates the ephemeral container with
+/// `namespace_options.pid = TARGET` and `target_id` = app's container id. It joins app's pid
+/// namespace (host view of /proc/PID/ns/pid, and its own readlink), not the sandbox's; inside,
+/// app's `sleep` is pid 1 and `ps` lists it beside the debugger's own process (and app sees the
+/// debugger's); both processes are children of the pod's one shim, which serves the debugger
+/// too (no new shim).
+fn ephemeral_container_targets_app(c: &Containerd) {
+    let pod = c.run_pod_ok(c.pod("debug"));
+    let shim = the_shim(c);
+    let app = c.start_in_pod(&pod, &ContainerBuilder::new("app", &["sleep", "1000"]));
+    c.wait_container_state(&app, ContainerState::ContainerRunning, T);
+
+    let mut config = ContainerBuilder::new("debugger", &["sleep", "2000"]).build(&pod.builder);
+    let ns = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|sc| sc.namespace_options.as_mut())
+        .expect("the builder sets namespace options");
+    ns.pid = NamespaceMode::Target as i32;
+    ns.target_id = app.clone();
+    let dbg = c
+        .cri()
+        .create_container(&pod.id, &config, &pod.config)
+        .unwrap_or_else(|e| panic!("CreateContainer of the ephemeral container: {e}"));
+    c.cri()
+        .start_container(&dbg)
+        .unwrap_or_else(|e| panic!("StartContainer of the ephemeral container: {e}"));
+    c.note_shim_sockets();
+    c.wait_container_state(&dbg, ContainerState::ContainerRunning, T);
+
+    let (app_pid, dbg_pid) = (c.container_pid(&app), c.container_pid(&dbg));
+    assert_eq!(
+        procfs::cmdline(dbg_pid).as_deref(),
+        Some("sleep 2000"),
+        "pid {dbg_pid}"
+    );
+    let app_ns = host_ns(app_pid, "pid");
+    assert_eq!(
+        host_ns(dbg_pid, "pid"),
+        app_ns,
+        "the debugger (pid {dbg_pid}) is in app's (pid {app_pid}) pid namespace"
+    );
+    assert_ne!(
+        app_ns,
+        host_ns(c.sandbox_pid(&pod.id), "pid"),
+        "app has its own pid namespace (pid = CONTAINER), not the sandbox's"
+    );
+    for kind in SHARED {
+        assert_eq!(host_ns(dbg_pid, kind), host_ns(app_pid, kind), "{kind}");
+    }
+    let r = c.exec_ok(&dbg, &["readlink", "/proc/self/ns/pid"]);
+    assert_eq!(stdout_of(&r).trim(), app_ns, "{:?}", stderr_of(&r));
+
+    let r = c.exec_ok(&dbg, &["cat", "/proc/1/cmdline"]);
+    assert_eq!(
+        stdout_of(&r),
+        "sleep\u{0}1000\u{0}",
+        "app's process is pid 1 of the namespace the debugger sees: {:?}",
+        stderr_of(&r)
+    );
+    for id in [&dbg, &app] {
+        let r = c.exec_ok(id, &["ps", "-o", "pid,args"]);
+        let ps = stdout_of(&r);
+        for want in ["sleep 1000", "sleep 2000"] {
+            let n = ps.lines().filter(|l| l.ends_with(want)).count();
+            assert_eq!(n, 1, "`ps` in {id} lists {want:?} once:\n{ps}");
+        }
+        assert!(!ps.contains("/pause"), "the sandbox is not in sight:\n{ps}");
+    }
+
+    assert_eq!(c.shim_pids(), vec![shim], "the debugger adds no shim");
+    assert_eq!(c.sandbox_shim_pid(&pod.id), Some(shim), "the pod's shim");
+    for p in [app_pid, dbg_pid] {
+        assert_eq!(procfs::ppid(p), Some(shim), "pid {p}'s parent is the shim");
+    }
+    let fp = c.footprint(&pod, &[app, dbg]);
+    c.stop_and_remove_pod(&pod);
+    c.assert_pod_gone(&fp, false, Duration::from_secs(10));
+}
+per_version_cri!(ephemeral_container_targets_app);

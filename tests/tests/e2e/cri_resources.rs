@@ -136,10 +136,65 @@ fn wait_for_log(pod: &Pod, container: &str, word: &str) {
     }
 }
 
+/// Pod stats `stats` (from `call`) are `pod`'s: its id and name, a non-zero working set, cpu
+/// time at least `min_cpu` ns (a busy container's), and exactly `containers`' stats inside.
+fn check_pod_stats(
+    call: &str,
+    stats: &api::PodSandboxStats,
+    pod: &Pod,
+    containers: &BTreeSet<String>,
+    min_cpu: u64,
+) {
+    let attrs = stats
+        .attributes
+        .as_ref()
+        .unwrap_or_else(|| panic!("{call}: no attributes: {stats:?}"));
+    assert_eq!(attrs.id, pod.id, "{call}: {stats:?}");
+    assert_eq!(
+        attrs.metadata.as_ref().map(|m| m.name.as_str()),
+        Some(pod.name()),
+        "{call}: {stats:?}"
+    );
+    let linux = stats
+        .linux
+        .as_ref()
+        .unwrap_or_else(|| panic!("{call}: no linux pod stats: {stats:?}"));
+    let mem = linux
+        .memory
+        .as_ref()
+        .unwrap_or_else(|| panic!("{call}: no pod memory: {stats:?}"));
+    let pod_ws = u64v(&mem.working_set_bytes).unwrap_or(0);
+    let pod_cpu = linux
+        .cpu
+        .as_ref()
+        .and_then(|c| u64v(&c.usage_core_nano_seconds))
+        .unwrap_or(0);
+    eprintln!(
+        "{call}: working set {pod_ws}, cpu {pod_cpu} ns, {} containers",
+        linux.containers.len()
+    );
+    assert!(pod_ws > 0, "{call}: pod working set: {stats:?}");
+    assert!(
+        pod_cpu >= min_cpu,
+        "{call}: the pod's cpu time ({pod_cpu}) includes the busy container's ({min_cpu})"
+    );
+    let ids: BTreeSet<String> = linux
+        .containers
+        .iter()
+        .filter_map(|s| s.attributes.as_ref().map(|a| a.id.clone()))
+        .collect();
+    assert_eq!(&ids, containers, "{call}: containers: {stats:?}");
+    for s in &linux.containers {
+        let (ws, _) = memory_of(s);
+        assert!(ws > 0 && cpu_ns_of(s) > 0, "{call}: {s:?}");
+    }
+}
+
 /// (1) ContainerStats and ListContainerStats of a mypod container carry the cgroup's numbers:
 /// memory usage as the host reads it, working set = usage - inactive_file (16 MiB of page cache
 /// written by the container make the difference visible), cpu time that grows under a busy
-/// loop and lies between two host readings. PodSandboxStats where containerd implements it.
+/// loop and lies between two host readings. PodSandboxStats and ListPodSandboxStats (the pod,
+/// its containers, non-zero memory and cpu) where containerd implements them (not 1.6).
 fn stats_show_real_numbers(c: &Containerd) {
     let pod = c.run_pod_ok(c.pod("stats"));
     // The file lands in the container's writable layer: page cache charged to its cgroup, on
@@ -280,43 +335,33 @@ fn stats_show_real_numbers(c: &Containerd) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(all.len(), 2, "ListContainerStats without a filter: {all:?}");
 
-    // PodSandboxStats: the pod's cgroup, which holds both containers.
+    // PodSandboxStats and ListPodSandboxStats (what the kubelet's CRI stats provider calls):
+    // the pod's cgroup, which holds both containers.
+    let containers = BTreeSet::from([cache.clone(), busy.clone()]);
     match c.cri().pod_sandbox_stats(&pod.id) {
         Ok(stats) => {
             let stats = stats.expect("PodSandboxStats has stats");
-            let linux = stats
-                .linux
-                .as_ref()
-                .unwrap_or_else(|| panic!("no linux pod stats: {stats:?}"));
-            let mem = linux
-                .memory
-                .as_ref()
-                .unwrap_or_else(|| panic!("no pod memory: {stats:?}"));
-            let pod_ws = u64v(&mem.working_set_bytes).unwrap_or(0);
-            let pod_cpu = linux
-                .cpu
-                .as_ref()
-                .and_then(|c| u64v(&c.usage_core_nano_seconds))
-                .unwrap_or(0);
-            eprintln!(
-                "{}: PodSandboxStats working set {pod_ws}, cpu {pod_cpu} ns, {} containers",
-                c.version(),
-                linux.containers.len()
-            );
-            assert!(pod_ws > 0, "pod working set: {stats:?}");
-            assert!(
-                pod_cpu >= cpu2,
-                "the pod's cpu time ({pod_cpu}) includes the busy container's ({cpu2})"
-            );
-            let pod_ids: BTreeSet<String> = linux
-                .containers
-                .iter()
-                .filter_map(|s| s.attributes.as_ref().map(|a| a.id.clone()))
-                .collect();
-            assert_eq!(
-                pod_ids,
-                BTreeSet::from([cache.clone(), busy.clone()]),
-                "containers in PodSandboxStats: {stats:?}"
+            check_pod_stats("PodSandboxStats", &stats, &pod, &containers, cpu2);
+            let all = c
+                .cri()
+                .list_pod_sandbox_stats(None)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(all.len(), 1, "ListPodSandboxStats: the one pod: {all:?}");
+            check_pod_stats("ListPodSandboxStats", &all[0], &pod, &containers, cpu2);
+            let by_id = c
+                .cri()
+                .list_pod_sandbox_stats(Some(api::PodSandboxStatsFilter {
+                    id: pod.id.clone(),
+                    ..Default::default()
+                }))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(by_id.len(), 1, "ListPodSandboxStats by id: {by_id:?}");
+            check_pod_stats(
+                "ListPodSandboxStats by id",
+                &by_id[0],
+                &pod,
+                &containers,
+                cpu2,
             );
         }
         Err(e) => {
@@ -330,6 +375,12 @@ fn stats_show_real_numbers(c: &Containerd) {
                 c.version(),
                 Version::V1_6,
                 "only containerd 1.6 may lack PodSandboxStats: {e}"
+            );
+            let list = c.cri().list_pod_sandbox_stats(None);
+            assert!(
+                list.as_ref()
+                    .is_err_and(|e| e.code == tonic::Code::Unimplemented),
+                "containerd 1.6 lacks ListPodSandboxStats like PodSandboxStats: {list:?}"
             );
         }
     }

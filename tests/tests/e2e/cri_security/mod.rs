@@ -12,7 +12,7 @@
 //! empty `masked_paths`/`readonly_paths`, which protobuf cannot tell from absent ones, so
 //! containerd keeps its defaults; non-empty overrides are checked instead.
 //!
-//! Layout, by topic: `users`, `filesystem`, `capabilities`, `privilege` (privileged,
+//! Layout, by topic: `users`, `image_user` (the image config's User), `filesystem`, `capabilities`, `privilege` (privileged,
 //! no_new_privs, seccomp), `namespaces`; the helpers they share are here. The tests are made
 //! here too (`per_version_cri!` below, not next to each function), so that their paths stay
 //! `cri_security::NAME::v1_6`, ... as docs/oci-conformance.md names them.
@@ -29,6 +29,7 @@ use mypod_tests::{per_version_cri, procfs, ContainerBuilder, Containerd, Pod, Po
 
 mod capabilities;
 mod filesystem;
+mod image_user;
 mod namespaces;
 mod privilege;
 mod users;
@@ -37,6 +38,8 @@ mod users;
 use users::{run_as_user_group_and_supplemental_groups, run_as_username};
 per_version_cri!(run_as_user_group_and_supplemental_groups);
 per_version_cri!(run_as_username);
+use image_user::image_config_user;
+per_version_cri!(image_config_user);
 
 use filesystem::{masked_and_readonly_paths, readonly_rootfs};
 per_version_cri!(readonly_rootfs);

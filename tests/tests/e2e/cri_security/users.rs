@@ -13,7 +13,7 @@ use super::{
 };
 
 /// `Groups:` of a status text as a set.
-fn groups(status: &str) -> BTreeSet<u32> {
+pub(super) fn groups(status: &str) -> BTreeSet<u32> {
     field(status, "Groups")
         .split_whitespace()
         .map(|g| g.parse().expect("gid"))
