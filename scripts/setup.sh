@@ -2,9 +2,11 @@
 # Prepares a Debian bookworm machine for mypod's tests. Idempotent; run as root (or it re-runs
 # itself through sudo). Installs containerd 1.6 + runc + busybox-static from bookworm, and for
 # the CRI tests the CNI plugins (containernetworking-plugins: /usr/lib/cni), iproute2, gcc +
-# libc6-dev (the static pause binary) and protobuf-compiler (protoc, for the k8s-cri crate's
-# build script); unpacks containerd 1.7 (trixie) and 2.1 (sid) under .cache/ without installing
-# them, and builds the test images .cache/images/busybox.tar, pause.tar and pause-broken.tar.
+# libc6-dev (the static pause binary), protobuf-compiler (protoc, for the k8s-cri crate's
+# build script) and criu (containerd 2.x's CRI checks for it before it asks the runtime to
+# checkpoint: tests/tests/e2e/cri_lifecycle.rs); unpacks containerd 1.7 (trixie) and 2.1 (sid)
+# under .cache/ without installing them, and builds the test images .cache/images/busybox.tar,
+# pause.tar and pause-broken.tar.
 # Exports nothing.
 set -euo pipefail
 
@@ -46,7 +48,8 @@ fi
 
 # --- packages from bookworm ----------------------------------------------------------------------
 PKGS=(containerd runc busybox-static ca-certificates
-    containernetworking-plugins iproute2 gcc libc6-dev protobuf-compiler tmux libseccomp-dev pkg-config)
+    containernetworking-plugins iproute2 gcc libc6-dev protobuf-compiler tmux libseccomp-dev pkg-config
+    criu)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

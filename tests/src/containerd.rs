@@ -59,6 +59,7 @@ pub struct Builder {
     version: Version,
     runtime: String,
     with_runc: bool,
+    with_criu: bool,
     cri: bool,
     sandbox_image: SandboxImage,
     shim_copy: bool,
@@ -98,6 +99,14 @@ impl Builder {
     /// Put `runc` and this version's `containerd-shim-runc-v2` on containerd's PATH.
     pub fn with_runc(mut self, yes: bool) -> Self {
         self.with_runc = yes;
+        self
+    }
+
+    /// Put the host's `criu` (if installed: Debian's package `criu`) on containerd's PATH:
+    /// containerd 2.x's CRI answers CheckpointContainer without asking the runtime unless it
+    /// finds CRIU 3.16 or later.
+    pub fn with_criu(mut self, yes: bool) -> Self {
+        self.with_criu = yes;
         self
     }
 
@@ -156,6 +165,7 @@ impl Containerd {
             version,
             runtime: runtime.to_string(),
             with_runc,
+            with_criu: false,
             cri: false,
             sandbox_image: SandboxImage::Pause,
             shim_copy: false,
@@ -224,6 +234,16 @@ impl Containerd {
             .find(|p| p.is_file())
             .expect("with_runc: no runc binary (apt-get install runc)");
             link(runc, &bin.join("runc"));
+        }
+
+        if b.with_criu {
+            let criu = ["/usr/sbin/criu", "/usr/bin/criu", "/usr/local/sbin/criu"]
+                .iter()
+                .map(Path::new)
+                .find(|p| p.is_file());
+            if let Some(criu) = criu {
+                link(criu, &bin.join("criu"));
+            }
         }
 
         let cri = b.cri.then(|| CriParts::prepare(&dir, &ns, b.sandbox_image));

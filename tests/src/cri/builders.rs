@@ -137,7 +137,10 @@ pub struct ContainerBuilder {
     pub command: Vec<String>,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
-    /// Relative to the pod's log directory; default `NAME/0.log` as the kubelet does.
+    /// `metadata.attempt`: 0 for the first container of this name in the pod, +1 for each
+    /// restart (the kubelet re-creates an exited container with the next attempt).
+    pub attempt: u32,
+    /// Relative to the pod's log directory; default `NAME/ATTEMPT.log` as the kubelet does.
     pub log_path: Option<String>,
     /// `linux.resources` (limits), if any were asked for.
     pub resources: Option<api::LinuxContainerResources>,
@@ -156,6 +159,7 @@ impl ContainerBuilder {
             command: command.iter().map(|s| s.to_string()).collect(),
             args: Vec::new(),
             env: Vec::new(),
+            attempt: 0,
             log_path: None,
             resources: None,
             mounts: Vec::new(),
@@ -208,6 +212,12 @@ impl ContainerBuilder {
         self
     }
 
+    /// `metadata.attempt` (and with it the default log path `NAME/ATTEMPT.log`).
+    pub fn attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
     pub fn log_path(mut self, p: &str) -> Self {
         self.log_path = Some(p.to_string());
         self
@@ -217,14 +227,14 @@ impl ContainerBuilder {
     pub fn relative_log_path(&self) -> String {
         self.log_path
             .clone()
-            .unwrap_or_else(|| format!("{}/0.log", self.name))
+            .unwrap_or_else(|| format!("{}/{}.log", self.name, self.attempt))
     }
 
     pub fn build(&self, pod: &PodBuilder) -> ContainerConfig {
         ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: self.name.clone(),
-                attempt: 0,
+                attempt: self.attempt,
             }),
             image: Some(ImageSpec {
                 image: self.image.clone(),

@@ -288,6 +288,21 @@ impl CriClient {
         .map(|_| ())
     }
 
+    /// CheckpointContainer of container `id` into the archive `location` (what `kubectl
+    /// checkpoint` / the kubelet's checkpoint API asks for); `timeout_s` 0 = CRI's default.
+    pub fn checkpoint_container(&self, id: &str, location: &str, timeout_s: i64) -> CriResult<()> {
+        let mut c = self.runtime_client();
+        let req = self.request(api::CheckpointContainerRequest {
+            container_id: id.to_string(),
+            location: location.to_string(),
+            timeout: timeout_s,
+        });
+        self.call("CheckpointContainer", async move {
+            c.checkpoint_container(req).await
+        })
+        .map(|_| ())
+    }
+
     /// ContainerStats of container `id` (None if CRI has no stats for it).
     pub fn container_stats(&self, id: &str) -> CriResult<Option<api::ContainerStats>> {
         let mut c = self.runtime_client();

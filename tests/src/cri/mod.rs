@@ -128,6 +128,10 @@ mod tests {
         let c = ContainerBuilder::new("c", &["sleep", "1"]).build(&pod);
         assert_eq!(c.log_path, "c/0.log");
         assert_eq!(c.command, vec!["sleep", "1"]);
+        assert_eq!(c.metadata.as_ref().unwrap().attempt, 0);
+        let c1 = ContainerBuilder::new("c", &["true"]).attempt(1).build(&pod);
+        assert_eq!(c1.metadata.as_ref().unwrap().attempt, 1);
+        assert_eq!(c1.log_path, "c/1.log", "each attempt logs to its own file");
         let pod2 = PodBuilder::new("q");
         let ns2 = pod2.namespace_options();
         assert_eq!(ns2.pid, NamespaceMode::Container as i32);

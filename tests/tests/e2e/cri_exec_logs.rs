@@ -82,7 +82,9 @@ fn exec_sync_output_and_exit_codes(c: &Containerd) {
 per_version_cri!(exec_sync_output_and_exit_codes);
 
 /// (d) An exec of a missing binary fails fast with an error naming it; an exec that outlives
-/// its timeout is ended and reported, and the container keeps running.
+/// its timeout is ended and reported: its process, seen running in the container during the
+/// call, is gone afterwards while the container's own process runs on, and the container
+/// keeps answering ExecSync.
 fn exec_sync_failures(c: &Containerd) {
     let pod = c.run_pod_ok(c.pod("execfail"));
     let id = c.start_in_pod(&pod, &ContainerBuilder::new("main", &["sleep", "1000"]));
@@ -108,9 +110,38 @@ fn exec_sync_failures(c: &Containerd) {
         ),
     }
 
-    let start = Instant::now();
-    let res = c.cri().exec_sync(&id, &["sleep", "60"], 1);
-    let took = start.elapsed();
+    // While the exec runs, a watcher finds its `sleep 60` among the container's processes
+    // (same mount namespace as the container's `sleep 1000`), so that "gone afterwards" is
+    // about a process that really ran.
+    let ctr_pid = c.container_pid(&id);
+    let ctr_ns = ns_of(ctr_pid);
+    let execs_in_container = || -> Vec<u32> {
+        procfs::pids()
+            .into_iter()
+            .filter(|&p| procfs::alive(p) && procfs::cmdline(p).as_deref() == Some("sleep 60"))
+            .filter(|&p| ns_of(p).is_some() && ns_of(p) == ctr_ns)
+            .collect()
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (res, took, seen) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.extend(execs_in_container());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        });
+        let start = Instant::now();
+        let res = c.cri().exec_sync(&id, &["sleep", "60"], 1);
+        let took = start.elapsed();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (res, took, watcher.join().unwrap())
+    });
+    eprintln!(
+        "ExecSync past its timeout on containerd {}: {res:?} after {took:?}",
+        c.version()
+    );
     assert!(
         took < Duration::from_secs(15),
         "an exec with a 1 s timeout must end well before its 60 s: {took:?} ({res:?})"
@@ -122,24 +153,32 @@ fn exec_sync_failures(c: &Containerd) {
         ),
         Ok(r) => panic!("ExecSync past its timeout should fail, it returned {r:?}"),
     }
+    assert!(
+        !seen.is_empty(),
+        "the exec's `sleep 60` was never seen running in the container during the {took:?} \
+         ExecSync"
+    );
     // The timed-out exec's process does not linger in the container.
-    let ctr_pid = c.container_pid(&id);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let lingering: Vec<u32> = procfs::pids()
-            .into_iter()
-            .filter(|&p| procfs::alive(p) && procfs::cmdline(p).as_deref() == Some("sleep 60"))
-            .filter(|&p| ns_of(p).is_some() && ns_of(p) == ns_of(ctr_pid))
-            .collect();
-        if lingering.is_empty() {
+        let lingering: Vec<u32> = execs_in_container();
+        let seen_alive: Vec<&u32> = seen.iter().filter(|&&p| procfs::alive(p)).collect();
+        if lingering.is_empty() && seen_alive.is_empty() {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the timed-out exec's `sleep 60` still runs: {lingering:?}"
+            "the timed-out exec's `sleep 60` still runs: {lingering:?} (seen during the exec: \
+             {seen:?}, alive: {seen_alive:?})"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(
+        c.container_pid(&id),
+        ctr_pid,
+        "the container's own process is not the one that was killed"
+    );
+    assert!(procfs::alive(ctr_pid), "the container's `sleep 1000` runs");
 
     let r = c.exec_ok(&id, &["echo", "still here"]);
     assert_eq!(

@@ -8,6 +8,8 @@
 mod bad_input;
 mod cri_bad_input;
 mod cri_exec_logs;
+mod cri_lifecycle;
+mod cri_logs_complete;
 mod cri_namespaces;
 mod cri_placement;
 mod cri_pods;
