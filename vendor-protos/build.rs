@@ -5,6 +5,7 @@ fn main() {
         .pure()
         .include("proto")
         .input("proto/runtimeoptions.proto")
+        .input("proto/cri_pod.proto")
         .cargo_out_dir("protos")
         .run_from_script();
     println!("cargo:rerun-if-changed=proto");

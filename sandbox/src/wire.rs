@@ -66,6 +66,10 @@ pub struct InitRequest {
     /// compiles the spec's profile itself only when this is absent.
     #[serde(default)]
     pub seccomp: Option<crate::seccomp::cache::WireFilter>,
+    /// The pod holder ([`crate::holder`]): after setup the process runs
+    /// [`crate::holder::serve`] instead of exec'ing `process.args`.
+    #[serde(default)]
+    pub holder: bool,
 }
 
 /// What the helper and the container init report back.

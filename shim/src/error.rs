@@ -18,7 +18,7 @@ pub enum ServiceError {
     FailedPrecondition(String),
     #[error("{0}")]
     InvalidArgument(String),
-    #[error("{0} is not implemented by mypod yet")]
+    #[error("{0} is not supported by mypod")]
     NotImplemented(&'static str),
     #[error("{0}")]
     Container(#[from] ContainerError),

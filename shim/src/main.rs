@@ -14,6 +14,8 @@ mod logger;
 mod metrics;
 mod peer;
 mod pod;
+mod sandbox_config;
+mod sandbox_service;
 mod serve;
 mod service;
 mod start;

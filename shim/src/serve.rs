@@ -167,7 +167,8 @@ async fn serve(
     // a unix fd yields sockets that carry their fd, which the hook needs.
     let mut server = server
         .set_accept_hook(crate::peer::PeerCheck { containerd_uid })
-        .register_service(crate::service::services(pod.clone()));
+        .register_service(crate::service::services(pod.clone()))
+        .register_service(crate::sandbox_service::services(pod.clone()));
     server.start().await?;
     log::info!("serving pod {} (namespace {})", args.id, args.namespace);
     loop {

@@ -1,5 +1,6 @@
 //! Protos that no crate ships: CRI's `runtimeoptions.v1.Options`, which containerd hands
-//! non-runc shims (on `start`'s stdin and in `CreateTaskRequest.options`).
+//! non-runc shims (on `start`'s stdin and in `CreateTaskRequest.options`), and the part of
+//! CRI's `runtime.v1.PodSandboxConfig` a shim sandboxer reads (`cri_pod`).
 
 // The generated mod.rs declares `pub mod runtimeoptions;` (runtimeoptions.v1). Generated
 // code is exempt from the workspace's lints.
@@ -12,9 +13,13 @@
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/protos/mod.rs"));
 }
+pub use generated::cri_pod;
 pub use generated::runtimeoptions;
 
 pub use runtimeoptions::Options;
+
+/// The type URL of CRI's PodSandboxConfig in containerd 2.x's CreateSandboxRequest.options.
+pub const POD_SANDBOX_CONFIG_TYPE_URL: &str = "runtime.v1.PodSandboxConfig";
 
 /// The type URL containerd uses for [`Options`].
 pub const OPTIONS_TYPE_URL: &str = "runtimeoptions.v1.Options";

@@ -104,10 +104,27 @@ fn pod_bind_idmaps(spec: &Spec, own: &[MountIdmap], map: &[IdRange]) -> Vec<Moun
         .collect()
 }
 
+/// Appends the pod's mounts whose destinations the spec does not mount itself (after
+/// the spec's own, so the indexes of its idmapped mounts stay valid).
+fn with_pod_mounts(mut spec: Spec, pod: &[oci_spec::runtime::Mount]) -> Spec {
+    if pod.is_empty() {
+        return spec;
+    }
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for m in pod {
+        if !mounts.iter().any(|x| x.destination() == m.destination()) {
+            mounts.push(m.clone());
+        }
+    }
+    spec.set_mounts(Some(mounts));
+    spec
+}
+
 impl Container {
     /// Creates the container; blocks until it is ready to start or has failed.
     pub fn create(opts: CreateOpts, layout: &Layout) -> Result<Container, ContainerError> {
         let (spec, idmaps) = spec::load_with_idmaps(&opts.bundle)?;
+        let spec = with_pod_mounts(spec, &opts.pod_mounts);
         spec::validate(&spec)?;
         crate::sysctl::validate(&spec, crate::sysctl::is_own_namespace)?;
         // Before anything is made: a refused container leaves nothing behind.
@@ -250,6 +267,7 @@ impl Container {
             userns_fd: None,
             rootfs_tree: false,
             seccomp,
+            holder: opts.holder,
         };
         let init = helper.finish(req, rootfs_tree, &mut partial.pid)?;
         partial.pid = None;

@@ -64,6 +64,7 @@ impl ExecTarget {
             // The container's filter (an exec's process differs, its linux.seccomp not),
             // from the host-wide cache: not kept per container, it is ~10 KiB each.
             seccomp: crate::seccomp::cache::compiled(&self.spec)?,
+            holder: false,
         };
         let mut pid = None;
         match launch(

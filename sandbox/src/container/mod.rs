@@ -133,6 +133,12 @@ pub struct CreateOpts {
     pub rootfs: Vec<MountSpec>,
     pub stdio: StdioPaths,
     pub launcher: Launcher,
+    /// This is the pod holder ([`crate::holder`]), not a container of an image.
+    pub holder: bool,
+    /// Mounts every container of the pod gets unless its spec mounts the destination
+    /// itself (the pod's hostname, hosts, resolv.conf and /dev/shm when the shim is the
+    /// pod's sandbox).
+    pub pod_mounts: Vec<oci_spec::runtime::Mount>,
 }
 
 /// What an exec needs.

@@ -245,7 +245,11 @@ fn container(
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).ctx(|| format!("chdir to cwd {:?} set in config.json", cwd))?;
     let args = process.args().clone().unwrap_or_default();
-    let exe = exec::lookup(&args, &env)?;
+    let exe = if req.holder {
+        std::path::PathBuf::new()
+    } else {
+        exec::lookup(&args, &env)?
+    };
     exec::close_other_fds();
     wire::send(chan, &InitMsg::Ready)?;
     let mut go = [0u8; 1];
@@ -257,6 +261,15 @@ fn container(
     }
     if let (Some(f), true) = (&filter, nnp) {
         f.load()?;
+    }
+    if req.holder {
+        // The shim learns that a container has started when the channel closes at its
+        // exec (close-on-exec); the holder execs nothing, so it closes it here.
+        use std::os::fd::AsRawFd;
+        // SAFETY: the channel's fd is closed once and never used again: `serve` does not
+        // return, so the stream that owns it is never dropped.
+        unsafe { libc::close(chan.as_raw_fd()) };
+        crate::holder::serve();
     }
     if !exec {
         // As runc: in the container, as its user, under its seccomp filter.

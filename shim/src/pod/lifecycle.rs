@@ -17,6 +17,12 @@ use crate::logger;
 impl Pod {
     /// Create: build the container and report TaskCreate.
     pub async fn create(&self, req: CreateRequest) -> Result<i32> {
+        self.create_with(req, false).await
+    }
+
+    /// Create a container, or (`holder`) the pod holder of a sandbox: every container of a
+    /// sandbox gets the pod's files ([`Pod::pod_mounts`]).
+    pub(super) async fn create_with(&self, req: CreateRequest, holder: bool) -> Result<i32> {
         let id = req.id.clone();
         {
             let mut st = self.lock();
@@ -38,6 +44,12 @@ impl Pod {
                 .collect(),
             stdio: req.stdio.clone(),
             launcher: self.launcher.clone(),
+            holder,
+            pod_mounts: if holder {
+                Vec::new()
+            } else {
+                self.pod_mounts()
+            },
         };
         let layout = self.layout.clone();
         let made = tokio::task::spawn_blocking(move || Container::create(opts, &layout)).await;

@@ -16,6 +16,8 @@ mod exec;
 #[cfg(test)]
 mod fake;
 mod lifecycle;
+mod sandbox;
+pub use sandbox::POD_FILES;
 mod table;
 mod types;
 
@@ -35,10 +37,35 @@ pub use types::{
     CreateRequest, Deleted, Event, EventSink, ExecRequest, ProcessState, RootfsMount, Status,
 };
 
+/// The pod's event sink, which keeps quiet about the pod holder: containerd knows it as
+/// the sandbox, not as a task.
+pub struct Events {
+    inner: Arc<dyn EventSink>,
+    quiet: Mutex<Option<String>>,
+}
+
+impl Events {
+    /// Passes `event` on unless it is about the pod holder.
+    pub fn emit(&self, event: Event) {
+        let quiet = self.quiet.lock().unwrap_or_else(|p| p.into_inner());
+        if quiet.as_deref() != Some(event.id()) {
+            self.inner.emit(event);
+        }
+    }
+}
+
+impl EventSink for Events {
+    fn emit(&self, event: Event) {
+        Events::emit(self, event);
+    }
+}
+
 /// The pod this shim serves.
 pub struct Pod {
     state: Mutex<Table<Container>>,
-    events: Arc<dyn EventSink>,
+    events: Arc<Events>,
+    /// The pod as a sandbox (containerd 2.x Sandbox API), once CreateSandbox made it.
+    sandbox: Mutex<Option<sandbox::SandboxState>>,
     layout: Layout,
     launcher: Launcher,
     /// Notified when the shim should exit.
@@ -52,7 +79,11 @@ impl Pod {
     pub fn new(events: Arc<dyn EventSink>, layout: Layout, launcher: Launcher) -> Pod {
         Pod {
             state: Mutex::new(Table::default()),
-            events,
+            events: Arc::new(Events {
+                inner: events,
+                quiet: Mutex::new(None),
+            }),
+            sandbox: Mutex::new(None),
             layout,
             launcher,
             exit: Notify::new(),

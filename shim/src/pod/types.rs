@@ -110,6 +110,23 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The container the event is about.
+    pub fn id(&self) -> &str {
+        match self {
+            Event::Create { id, .. }
+            | Event::Start { id, .. }
+            | Event::Exit { id, .. }
+            | Event::Delete { id, .. }
+            | Event::ExecAdded { id, .. }
+            | Event::ExecStarted { id, .. }
+            | Event::Oom { id }
+            | Event::Paused { id }
+            | Event::Resumed { id } => id,
+        }
+    }
+}
+
 /// Where the pod reports its events (containerd's event queue, or a test's recorder).
 pub trait EventSink: Send + Sync {
     /// Queues one event; never blocks.

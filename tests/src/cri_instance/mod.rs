@@ -40,7 +40,7 @@ mod parts;
 mod pods;
 
 pub use footprint::PodFootprint;
-pub use parts::{handler_for, CriParts, SandboxImage};
+pub use parts::{handler_for, CriParts, SandboxImage, SHIM_SANDBOXER};
 pub use pods::Pod;
 
 /// CRI's containerd namespace.

@@ -167,6 +167,15 @@ impl CriParts {
             "  [{rt}.containerd.runtimes.mypod-compat]\n    runtime_type = \"{MYPOD_RUNTIME}\"\n  [{rt}.containerd.runtimes.mypod-compat.options]\n    ConfigPath = \"{}\"\n",
             repo_root().join("runtime-compat.toml").display()
         ));
+        if v == Version::V2_1 {
+            // README's 2.x entry: the shim is the pod's sandbox (no pause container). No
+            // options table: containerd 2.1's StartContainer reads a shim sandbox's options
+            // as runc's and fails on any other; mypod then uses its built-in defaults, which
+            // are runtime.toml's.
+            s.push_str(&format!(
+                "  [{rt}.containerd.runtimes.{SHIM_SANDBOXER}]\n    runtime_type = \"{MYPOD_RUNTIME}\"\n    sandboxer = \"shim\"\n"
+            ));
+        }
         if with_runc {
             s.push_str(&format!(
                 "  [{rt}.containerd.runtimes.runc]\n    runtime_type = \"io.containerd.runc.v2\"\n  [{rt}.containerd.runtimes.runc.options]\n    Root = \"{d}/runc\"\n"
@@ -207,6 +216,10 @@ impl CriParts {
         report
     }
 }
+
+/// The CRI runtime entry (containerd 2.x only) whose pods mypod's shim serves as their
+/// sandbox (`sandboxer = "shim"`): no pause container.
+pub const SHIM_SANDBOXER: &str = "mypod-shim";
 
 /// The RuntimeClass handler (CRI runtime entry) for a runtime type.
 pub fn handler_for(runtime: &str) -> &'static str {

@@ -359,7 +359,7 @@ fn checkpoint_is_refused_clearly(c: &Containerd) {
         );
         if shim_reached {
             // Passed on by CRI with the shim's code: "checkpointing container ID failed:
-            // Checkpoint is not implemented by mypod yet".
+            // Checkpoint is not supported by mypod".
             assert!(
                 err.code == tonic::Code::Unimplemented && msg.contains("mypod"),
                 "the shim's answer should be UNIMPLEMENTED and name mypod: {err}"

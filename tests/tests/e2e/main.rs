@@ -15,6 +15,7 @@ mod cri_placement;
 mod cri_pods;
 mod cri_resources;
 mod cri_security;
+mod cri_shim_sandbox;
 mod dead_shim;
 mod escape;
 mod events;
