@@ -134,6 +134,13 @@ pub struct ContainerBuilder {
     pub resources: Option<api::LinuxContainerResources>,
     /// Volumes: (host path, container path), read-write, as a hostPath or emptyDir.
     pub mounts: Vec<(String, String)>,
+    /// `stdin: true`: CRI keeps a pipe to the container's stdin open for attaching.
+    pub stdin: bool,
+    /// `stdinOnce: true`: the first attach that closes stdin closes it for good (the kubelet
+    /// sets it for `kubectl run -i`).
+    pub stdin_once: bool,
+    /// `tty: true`: the container's stdio is a terminal.
+    pub tty: bool,
 }
 
 impl ContainerBuilder {
@@ -148,7 +155,23 @@ impl ContainerBuilder {
             log_path: None,
             resources: None,
             mounts: Vec::new(),
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         }
+    }
+
+    /// `stdin` and `stdinOnce` (see the fields).
+    pub fn stdin(mut self, stdin: bool, once: bool) -> Self {
+        self.stdin = stdin;
+        self.stdin_once = once;
+        self
+    }
+
+    /// `tty` (see the field).
+    pub fn tty(mut self, yes: bool) -> Self {
+        self.tty = yes;
+        self
     }
 
     /// A read-write volume: host directory `host` at `container` (hostPath, emptyDir).
@@ -234,6 +257,9 @@ impl ContainerBuilder {
                 })
                 .collect(),
             labels: HashMap::from([("mypodtest-container".to_string(), self.name.clone())]),
+            stdin: self.stdin,
+            stdin_once: self.stdin_once,
+            tty: self.tty,
             linux: Some(LinuxContainerConfig {
                 resources: self.resources.clone(),
                 security_context: Some(LinuxContainerSecurityContext {
