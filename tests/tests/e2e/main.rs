@@ -11,6 +11,7 @@ mod cri_bad_input;
 mod cri_exec_logs;
 mod cri_namespaces;
 mod cri_pods;
+mod cri_probes;
 mod cri_resources;
 mod cri_security;
 mod dead_shim;
