@@ -13,10 +13,12 @@
 
 use std::fs::File;
 use std::io;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::time::Duration;
 
 use crate::procfs;
 
@@ -69,6 +71,26 @@ impl NetNs {
                 Ok(())
             });
         }
+    }
+
+    /// A TCP connection to `addr` made from inside this namespace (a socket belongs to the
+    /// namespace it was created in, so a short-lived thread joins the namespace, connects and
+    /// hands the socket back; it works from any thread afterwards). For servers that listen on
+    /// the namespace's loopback, such as CRI's stream server.
+    pub fn connect_tcp(&self, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        let fd = self.fd.as_raw_fd();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // SAFETY: setns(2) on an fd that `self` keeps open for the scope's duration;
+                // it moves only this thread, which ends right after connecting.
+                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                TcpStream::connect_timeout(&addr, timeout)
+            })
+            .join()
+            .map_err(|_| io::Error::other("netns connect thread panicked"))?
+        })
     }
 
     /// A network sysctl's value in this namespace (`net.ipv4.ip_forward` → its file).

@@ -148,6 +148,13 @@ pub struct ContainerBuilder {
     pub mounts: Vec<(String, String)>,
     /// `privileged` in the container's security context.
     pub privileged: bool,
+    /// `stdin: true`: CRI keeps a pipe to the container's stdin open for attaching.
+    pub stdin: bool,
+    /// `stdinOnce: true`: the first attach that closes stdin closes it for good (the kubelet
+    /// sets it for `kubectl run -i`).
+    pub stdin_once: bool,
+    /// `tty: true`: the container's stdio is a terminal.
+    pub tty: bool,
 }
 
 impl ContainerBuilder {
@@ -169,6 +176,22 @@ impl ContainerBuilder {
 
     pub fn privileged(mut self, yes: bool) -> Self {
         self.privileged = yes;
+            stdin: false,
+            stdin_once: false,
+            tty: false,
+        }
+    }
+
+    /// `stdin` and `stdinOnce` (see the fields).
+    pub fn stdin(mut self, stdin: bool, once: bool) -> Self {
+        self.stdin = stdin;
+        self.stdin_once = once;
+        self
+    }
+
+    /// `tty` (see the field).
+    pub fn tty(mut self, yes: bool) -> Self {
+        self.tty = yes;
         self
     }
 
@@ -261,6 +284,9 @@ impl ContainerBuilder {
                 })
                 .collect(),
             labels: HashMap::from([("mypodtest-container".to_string(), self.name.clone())]),
+            stdin: self.stdin,
+            stdin_once: self.stdin_once,
+            tty: self.tty,
             linux: Some(LinuxContainerConfig {
                 resources: self.resources.clone(),
                 security_context: Some(LinuxContainerSecurityContext {

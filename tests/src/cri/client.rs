@@ -265,6 +265,24 @@ impl CriClient {
         self.call("ExecSync", async move { c.exec_sync(req).await })
     }
 
+    /// Exec (the streaming kind, as `kubectl exec` / `crictl exec`): the URL on CRI's stream
+    /// server where the command runs once a client connects (see `cri::stream`).
+    pub fn exec(&self, req: &api::ExecRequest) -> CriResult<String> {
+        let mut c = self.runtime_client();
+        let req = self.request(req.clone());
+        self.call("Exec", async move { c.exec(req).await })
+            .map(|r| r.url)
+    }
+
+    /// Attach (as `kubectl attach` / `kubectl run -i`): the URL on CRI's stream server that
+    /// attaches a client to the container's stdio.
+    pub fn attach(&self, req: &api::AttachRequest) -> CriResult<String> {
+        let mut c = self.runtime_client();
+        let req = self.request(req.clone());
+        self.call("Attach", async move { c.attach(req).await })
+            .map(|r| r.url)
+    }
+
     /// StopContainer with `timeout_s` seconds between SIGTERM and SIGKILL.
     pub fn stop_container(&self, id: &str, timeout_s: i64) -> CriResult<()> {
         let mut c = self.runtime_client();

@@ -13,7 +13,8 @@
 //! command, a log path relative to the pod's log directory, and the pod's namespace options.
 //!
 //! Layout: `client` (`CriClient`, the calls), `builders` (`PodBuilder`, `ContainerBuilder`),
-//! `logs` (the CRI container log format); errors and message helpers here.
+//! `logs` (the CRI container log format), `stream` (a client of CRI's stream server, for
+//! Exec and Attach); errors and message helpers here.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,10 +26,12 @@ pub use k8s_cri::v1 as api;
 mod builders;
 mod client;
 mod logs;
+pub mod stream;
 
 pub use builders::{ContainerBuilder, PodBuilder};
 pub use client::{CriClient, CRI_TIMEOUT};
 pub use logs::{parse_cri_log, CriLogLine};
+pub use stream::StreamSession;
 
 /// A failed CRI call: which call, the gRPC status, and how long it took.
 #[derive(Clone, Debug)]

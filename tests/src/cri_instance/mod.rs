@@ -27,7 +27,8 @@
 //!
 //! Layout: `parts` (the instance's CRI config, CNI and network namespace), `cni` (libcni's
 //! cache dir), `instance` (connecting CRI, teardown), `pods` (pods and containers through
-//! CRI), `footprint` (what a pod leaves on the host); ExecSync output helpers here.
+//! CRI), `streams` (Exec and Attach sessions on CRI's stream server), `footprint` (what a pod
+//! leaves on the host); ExecSync output helpers here.
 
 use std::fs;
 
@@ -38,6 +39,7 @@ mod footprint;
 mod instance;
 mod parts;
 mod pods;
+mod streams;
 
 pub use footprint::PodFootprint;
 pub use parts::{handler_for, CriParts, SandboxImage, SHIM_SANDBOXER};

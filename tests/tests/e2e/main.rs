@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
+mod cri_attach;
 mod cri_bad_input;
 mod cri_exec_logs;
 mod cri_lifecycle;
@@ -13,6 +14,7 @@ mod cri_logs_complete;
 mod cri_namespaces;
 mod cri_placement;
 mod cri_pods;
+mod cri_probes;
 mod cri_resources;
 mod cri_security;
 mod cri_shim_sandbox;
