@@ -171,15 +171,15 @@ impl ContainerBuilder {
             resources: None,
             mounts: Vec::new(),
             privileged: false,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         }
     }
 
     pub fn privileged(mut self, yes: bool) -> Self {
         self.privileged = yes;
-            stdin: false,
-            stdin_once: false,
-            tty: false,
-        }
+        self
     }
 
     /// `stdin` and `stdinOnce` (see the fields).
