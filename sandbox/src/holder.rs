@@ -76,8 +76,8 @@ pub fn cgroups_path(parent: &str, id: &str) -> String {
     }
 }
 
-/// The holder's OCI spec: root `rootfs` (relative to the bundle), read-only, a tmpfs
-/// `/dev`; CRI's netns joined by path; new ipc, uts, mount and pid namespaces (unless the
+/// The holder's OCI spec: root `rootfs` (relative to the bundle), read-only, /proc and a
+/// tmpfs `/dev`; CRI's netns joined by path; new ipc, uts, mount and pid namespaces (unless the
 /// pod shares the node's); the pod's hostname and sysctls; uid 0 with no capabilities
 /// and no new privileges.
 pub fn spec(pod: &PodConfig, rootfs: &str) -> Result<Spec, HolderError> {
@@ -131,6 +131,13 @@ pub fn spec(pod: &PodConfig, rootfs: &str) -> Result<Spec, HolderError> {
         )
         .build()?;
     let none = std::collections::HashSet::<oci_spec::runtime::Capability>::new;
+    // /proc, where the helper writes the pod's sysctls.
+    let proc = MountBuilder::default()
+        .destination("/proc")
+        .typ("proc")
+        .source("proc")
+        .options(["nosuid", "noexec", "nodev"].map(String::from).to_vec())
+        .build()?;
     let no_caps = LinuxCapabilitiesBuilder::default()
         .bounding(none())
         .effective(none())
@@ -159,7 +166,9 @@ pub fn spec(pod: &PodConfig, rootfs: &str) -> Result<Spec, HolderError> {
             ("net.ipv4.ip_unprivileged_port_start", "0"),
             ("net.ipv4.ping_group_range", "0 2147483647"),
         ] {
-            sysctls.entry(k.to_string()).or_insert_with(|| v.to_string());
+            sysctls
+                .entry(k.to_string())
+                .or_insert_with(|| v.to_string());
         }
     }
     if !sysctls.is_empty() {
@@ -176,7 +185,7 @@ pub fn spec(pod: &PodConfig, rootfs: &str) -> Result<Spec, HolderError> {
         .version("1.1.0")
         .root(RootBuilder::default().path(rootfs).readonly(true).build()?)
         .hostname(hostname)
-        .mounts(vec![dev])
+        .mounts(vec![proc, dev])
         .process(process)
         .linux(linux.build()?)
         .annotations(HashMap::from([(
@@ -209,7 +218,11 @@ pub fn serve() -> ! {
         (Signal::SIGINT, quit),
         (Signal::SIGCHLD, wake),
     ] {
-        let action = SigAction::new(SigHandler::Handler(handler), SaFlags::empty(), SigSet::empty());
+        let action = SigAction::new(
+            SigHandler::Handler(handler),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
         // SAFETY: both handlers only call async-signal-safe functions (none, or _exit).
         let _ = unsafe { sigaction(sig, &action) };
     }

@@ -255,7 +255,10 @@ mod tests {
             ..Default::default()
         };
         let f = PodFiles::make(&dir, &p).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("hostname")).unwrap(), "h1\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("hostname")).unwrap(),
+            "h1\n"
+        );
         assert_eq!(
             std::fs::read_to_string(dir.join("resolv.conf")).unwrap(),
             "nameserver 10.0.0.1\n"
@@ -264,7 +267,13 @@ mod tests {
         let dests: Vec<_> = m.iter().map(|m| m.destination().clone()).collect();
         assert_eq!(
             dests,
-            ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev/shm"].map(PathBuf::from)
+            [
+                "/etc/hostname",
+                "/etc/hosts",
+                "/etc/resolv.conf",
+                "/dev/shm"
+            ]
+            .map(PathBuf::from)
         );
         assert_eq!(m[3].source().as_deref(), Some(Path::new("/dev/shm")));
         f.remove();

@@ -97,7 +97,9 @@ mod tests {
         cfg.dns_config = Some(dns).into();
         let mut linux = LinuxPodSandboxConfig::new();
         linux.cgroup_parent = "/kubepods/pod1".into();
-        linux.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
+        linux
+            .sysctls
+            .insert("net.ipv4.ip_forward".into(), "1".into());
         let mut ns = NamespaceOption::new();
         ns.pid = NamespaceMode::POD.into();
         ns.ipc = NamespaceMode::NODE.into();

@@ -104,16 +104,28 @@ fn pod_bind_idmaps(spec: &Spec, own: &[MountIdmap], map: &[IdRange]) -> Vec<Moun
         .collect()
 }
 
-/// Appends the pod's mounts whose destinations the spec does not mount itself (after
-/// the spec's own, so the indexes of its idmapped mounts stay valid).
+/// Adds the pod's mounts whose destinations the spec does not mount itself (after the
+/// spec's own, so the indexes of its idmapped mounts stay valid). containerd's default
+/// per-container /dev/shm (a tmpfs named `shm`) is replaced in place by the pod's, as CRI
+/// replaces it with the pause container's; any other mount of the spec is kept.
 fn with_pod_mounts(mut spec: Spec, pod: &[oci_spec::runtime::Mount]) -> Spec {
     if pod.is_empty() {
         return spec;
     }
     let mut mounts = spec.mounts().clone().unwrap_or_default();
+    let default_shm = |x: &oci_spec::runtime::Mount| {
+        x.destination() == Path::new("/dev/shm")
+            && x.typ().as_deref() == Some("tmpfs")
+            && x.source().as_deref() == Some(Path::new("shm"))
+    };
     for m in pod {
-        if !mounts.iter().any(|x| x.destination() == m.destination()) {
-            mounts.push(m.clone());
+        match mounts
+            .iter()
+            .position(|x| x.destination() == m.destination())
+        {
+            Some(i) if default_shm(&mounts[i]) => mounts[i] = m.clone(),
+            Some(_) => {}
+            None => mounts.push(m.clone()),
         }
     }
     spec.set_mounts(Some(mounts));

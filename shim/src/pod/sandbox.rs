@@ -48,9 +48,7 @@ fn invalid(e: impl std::fmt::Display) -> ServiceError {
 
 /// Removes what CreateSandbox wrote into the bundle (best effort).
 fn remove_bundle_files(bundle: &Path) {
-    for f in [bundle.join("config.json")] {
-        let _ = std::fs::remove_file(f);
-    }
+    let _ = std::fs::remove_file(bundle.join("config.json"));
     let _ = std::fs::remove_dir_all(bundle.join(HOLDER_ROOT));
 }
 
