@@ -195,6 +195,50 @@ pub fn spec(pod: &PodConfig, rootfs: &str) -> Result<Spec, HolderError> {
         .build()?)
 }
 
+/// The pod as an OCI spec for containerd's record (containerd >= 2.3 stores
+/// StartSandboxResponse.spec): the holder's namespaces by path (`/proc/<pid>/ns/*`: network,
+/// ipc, uts, the pid namespace when the pod shares one, the user namespace when the holder
+/// has its own) and the mounts every container of the pod gets.
+pub fn pod_spec(
+    pod: &PodConfig,
+    pid: i32,
+    mounts: Vec<oci_spec::runtime::Mount>,
+) -> Result<Spec, HolderError> {
+    let path = |ns: &str| PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
+    let mut kinds = vec![
+        (LinuxNamespaceType::Network, "net"),
+        (LinuxNamespaceType::Ipc, "ipc"),
+        (LinuxNamespaceType::Uts, "uts"),
+    ];
+    if pod.pid == Sharing::Pod {
+        kinds.push((LinuxNamespaceType::Pid, "pid"));
+    }
+    let own_user = std::fs::read_link("/proc/self/ns/user").ok();
+    if std::fs::read_link(path("user")).ok() != own_user {
+        kinds.push((LinuxNamespaceType::User, "user"));
+    }
+    let namespaces = kinds
+        .into_iter()
+        .map(|(t, n)| {
+            LinuxNamespaceBuilder::default()
+                .typ(t)
+                .path(path(n))
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SpecBuilder::default()
+        .version("1.1.0")
+        .hostname(crate::pod_files::hostname(pod).map_err(|e| HolderError::Invalid(e.to_string()))?)
+        .mounts(mounts)
+        .linux(
+            LinuxBuilder::default()
+                .namespaces(namespaces)
+                .cgroups_path(PathBuf::from(cgroups_path(&pod.cgroup_parent, &pod.id)))
+                .build()?,
+        )
+        .build()?)
+}
+
 /// The holder's life after setup, in its helper (single-threaded, freshly exec'd): wait
 /// for signals, reap every child that ends (orphans of a shared pid namespace are
 /// re-parented to it), and exit 0 on SIGTERM or SIGINT. Never returns.
@@ -295,6 +339,19 @@ mod tests {
         let caps = p.capabilities().as_ref().unwrap();
         assert!(caps.bounding().as_ref().unwrap().is_empty());
         assert_eq!(s.root().as_ref().unwrap().readonly(), Some(true));
+    }
+
+    #[test]
+    fn the_pod_spec_names_the_holders_namespaces() {
+        let s = pod_spec(&pod(), std::process::id() as i32, Vec::new()).unwrap();
+        let ns = s.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        let me = std::process::id();
+        let paths: Vec<_> = ns.iter().map(|n| n.path().clone().unwrap()).collect();
+        assert_eq!(
+            paths,
+            ["net", "ipc", "uts", "pid"].map(|n| PathBuf::from(format!("/proc/{me}/ns/{n}")))
+        );
+        assert_eq!(s.hostname().as_deref(), Some("web-0"));
     }
 
     #[test]

@@ -42,6 +42,31 @@ fn goarch() -> &'static str {
     }
 }
 
+/// containerd's type URL for an OCI spec in an Any (JSON-encoded), as typeurl registers it.
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+/// `StartSandboxResponse.spec` (field 3, containerd >= 2.3): newer than the protos of
+/// containerd-shim-protos 0.12, so it is written as an unknown field; 2.1 skips it.
+const START_SANDBOX_SPEC_FIELD: u32 = 3;
+
+/// Puts `spec` into the response's `spec` field as an Any.
+fn add_spec(r: &mut StartSandboxResponse, spec: &oci_spec::runtime::Spec) {
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+    use containerd_shim_protos::protobuf::Message;
+    let Ok(json) = serde_json::to_vec(spec) else {
+        return;
+    };
+    let mut any = Any::new();
+    any.type_url = SPEC_TYPE_URL.to_string();
+    any.value = json;
+    match any.write_to_bytes() {
+        Ok(bytes) => r
+            .special_fields
+            .mut_unknown_fields()
+            .add_length_delimited(START_SANDBOX_SPEC_FIELD, bytes),
+        Err(e) => log::warn!("encode the sandbox spec: {e}"),
+    }
+}
+
 #[async_trait]
 impl Sandbox for SandboxService {
     async fn create_sandbox(
@@ -73,10 +98,13 @@ impl Sandbox for SandboxService {
         req: StartSandboxRequest,
     ) -> R<StartSandboxResponse> {
         log::debug!("start_sandbox id={}", req.sandbox_id);
-        let (pid, created) = self.pod.start_sandbox(&req.sandbox_id).await?;
+        let (pid, created, spec) = self.pod.start_sandbox(&req.sandbox_id).await?;
         let mut r = StartSandboxResponse::new();
         r.pid = pid as u32;
         r.created_at = MessageField::some(timestamp(created));
+        if let Some(spec) = spec {
+            add_spec(&mut r, &spec);
+        }
         Ok(r)
     }
 
@@ -166,5 +194,43 @@ impl Sandbox for SandboxService {
         m.timestamp = MessageField::some(timestamp(std::time::SystemTime::now()));
         m.data = MessageField::some(crate::metrics::to_any(&stats)?);
         Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+    use containerd_shim_protos::protobuf::Message;
+
+    #[test]
+    fn the_spec_travels_as_field_3_an_any_of_json() {
+        let spec: oci_spec::runtime::Spec =
+            serde_json::from_str(r#"{"ociVersion":"1.1.0","hostname":"web-0"}"#).unwrap();
+        let mut r = StartSandboxResponse::new();
+        r.pid = 7;
+        add_spec(&mut r, &spec);
+        let bytes = r.write_to_bytes().unwrap();
+        // Field 3, wire type 2 (length-delimited): tag byte 0x1a.
+        assert_eq!(&bytes[..2], &[0x08, 7], "pid first");
+        assert_eq!(bytes[2], 0x1a, "then field 3");
+        // The length, a varint.
+        let (mut len, mut i) = (0usize, 3);
+        loop {
+            len |= usize::from(bytes[i] & 0x7f) << (7 * (i - 3));
+            i += 1;
+            if bytes[i - 1] & 0x80 == 0 {
+                break;
+            }
+        }
+        let any = Any::parse_from_bytes(&bytes[i..i + len]).unwrap();
+        assert_eq!(any.type_url, SPEC_TYPE_URL);
+        let back: serde_json::Value = serde_json::from_slice(&any.value).unwrap();
+        assert_eq!(back["hostname"], "web-0");
+        // A reader without the field still reads the rest.
+        assert_eq!(
+            StartSandboxResponse::parse_from_bytes(&bytes).unwrap().pid,
+            7
+        );
     }
 }

@@ -29,6 +29,8 @@ pub struct SandboxState {
     created_at: SystemTime,
     /// The pod's cgroup parent (CRI's pod-level cgroup), for SandboxMetrics.
     cgroup_parent: String,
+    /// The pod's config, for the spec StartSandbox reports.
+    config: PodConfig,
 }
 
 /// What SandboxStatus reports.
@@ -128,20 +130,30 @@ impl Pod {
             mounts,
             created_at: SystemTime::now(),
             cgroup_parent: pod.cgroup_parent.clone(),
+            config: pod,
         });
         log::info!("created sandbox {id}");
         Ok(())
     }
 
-    /// StartSandbox: starts the holder; its pid and the sandbox's creation time.
-    pub async fn start_sandbox(&self, id: &str) -> Result<(i32, SystemTime)> {
+    /// StartSandbox: starts the holder; its pid, the sandbox's creation time and the pod
+    /// as an OCI spec ([`holder::pod_spec`]; `None`, logged, if it cannot be made).
+    pub async fn start_sandbox(
+        &self,
+        id: &str,
+    ) -> Result<(i32, SystemTime, Option<oci_spec::runtime::Spec>)> {
         self.sandbox_id(id)?;
         let pid = self.start(id, "").await?;
-        let created = self
-            .sandbox_lock()
+        let guard = self.sandbox_lock();
+        let created = guard
             .as_ref()
             .map_or_else(SystemTime::now, |s| s.created_at);
-        Ok((pid, created))
+        let spec = guard.as_ref().and_then(|s| {
+            holder::pod_spec(&s.config, pid, s.mounts.clone())
+                .inspect_err(|e| log::warn!("sandbox {id}: no spec for containerd: {e}"))
+                .ok()
+        });
+        Ok((pid, created, spec))
     }
 
     /// SandboxStatus: the holder's pid and whether it runs.

@@ -19,6 +19,7 @@ pub mod ctr_phases;
 pub mod events;
 pub mod report;
 pub mod sandbox;
+pub mod sandboxer;
 pub mod stats;
 pub mod sysinfo;
 

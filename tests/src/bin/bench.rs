@@ -45,7 +45,7 @@ struct Opts {
     docs: Option<PathBuf>,
 }
 
-const PHASES: [&str; 5] = ["ctr", "pods", "memory", "density", "sandbox"];
+const PHASES: [&str; 6] = ["ctr", "pods", "memory", "density", "sandbox", "sandboxer"];
 
 const USAGE: &str = "usage: bench [--containerd 1.6|1.7|2.1] [--iterations N] [--exec-iterations N]
              [--pod-iterations N] [--containers N] [--memory-pods 1,20] [--density N]
@@ -61,7 +61,8 @@ const USAGE: &str = "usage: bench [--containerd 1.6|1.7|2.1] [--iterations N] [-
                        1,20; the density phase adds its own count)
   --density N          pods (2 containers each) per runtime in the density phase (default 100)
   --parallel N         concurrent CRI clients in the density phase (default 8)
-  --only LIST          run only these phases (ctr, pods, memory, density, sandbox)
+  --only LIST          run only these phases (ctr, pods, memory, density, sandbox,
+                       sandboxer: containerd 2.x only, writes benchmarks-sandboxer.md)
   --sandbox-reps N     runs of each throughput loop per variant in the sandbox phase
                        (default 9; runsc at most 2); its lifecycle uses --iterations / 4
   --quick              a smoke run: 5 / 10 / 3 iterations, memory at 1,3 pods, density 10
@@ -285,6 +286,16 @@ fn real_main() -> Result<bool, String> {
             Err(e) => fail(&mut run, "sandbox", e),
         }
     }
+    let mut sandboxer_md = None;
+    if want("sandboxer") && !interrupted() && o.version == Version::V2_1 {
+        match mypod_tests::bench::sandboxer::measure(&c, o.pod_iterations, o.containers, &p) {
+            Ok(md) => {
+                print!("{md}");
+                sandboxer_md = Some(md);
+            }
+            Err(e) => fail(&mut run, "sandboxer", e),
+        }
+    }
     let settle = Duration::from_secs(2);
     if want("memory") && !interrupted() && !o.memory_pods.is_empty() {
         match cri_phases::memory(&c, &o.memory_pods, 2, settle, &p) {
@@ -346,6 +357,15 @@ fn real_main() -> Result<bool, String> {
     if interrupted() {
         p.line("interrupted: docs not rewritten");
         return Ok(false);
+    }
+    if let (Some(docs), Some(md)) = (&o.docs, &sandboxer_md) {
+        let f = docs.join("benchmarks-sandboxer.md");
+        report::write_file(&f, md)?;
+        p.line(&format!("report: {}", f.display()));
+    }
+    if o.phases.iter().all(|ph| ph == "sandboxer") {
+        // Only the sandboxer figures were asked for: benchmarks.md keeps the full run's.
+        return Ok(ok);
     }
     if let Some(docs) = &o.docs {
         let png = docs.join("benchmarks.png");
