@@ -175,6 +175,7 @@ impl Containerd {
     }
 
     fn launch(b: Builder) -> Containerd {
+        crate::panic_note::install();
         SWEEP.call_once(|| cleanup::sweep_stale(&tmp_root(), PREFIX));
         let bins = b.version.binaries();
         let ns = format!(
@@ -502,6 +503,9 @@ impl Containerd {
             );
             if let Some(cri) = &self.cri {
                 eprintln!("{}", cri.describe_network());
+            }
+            if let Some(msg) = crate::panic_note::last() {
+                eprintln!("==== {} failed: {msg}", self.test_name);
             }
         }
         let mut report = Vec::new();

@@ -24,6 +24,7 @@ pub mod ctr;
 pub mod diff;
 pub mod image;
 pub mod netns;
+pub mod panic_note;
 pub mod procfs;
 pub mod version;
 

@@ -100,11 +100,17 @@ impl Layout {
                                 && *o != "xattr"
                         })
                         .collect();
-                    v1.push(Hierarchy {
-                        name: name.join(","),
-                        mount: PathBuf::from(mount),
-                        own: PathBuf::new(),
-                    });
+                    // A hierarchy mounted again elsewhere (a chroot's or another
+                    // runtime's bind of /sys) is the same hierarchy: the first mount, the
+                    // system's, is the one to use, as runc takes it.
+                    let name = name.join(",");
+                    if !v1.iter().any(|h: &Hierarchy| h.name == name) {
+                        v1.push(Hierarchy {
+                            name,
+                            mount: PathBuf::from(mount),
+                            own: PathBuf::new(),
+                        });
+                    }
                 }
                 "cgroup2" if v2.is_none() => v2 = Some(PathBuf::from(mount)),
                 _ => {}

@@ -399,6 +399,25 @@ mod tests {
     }
 
     #[test]
+    fn a_hierarchy_mounted_twice_is_used_where_it_was_mounted_first() {
+        let again = format!(
+            "{HYBRID}90 25 0:26 / /tmp/chroot/sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+             91 25 0:27 / /tmp/chroot/sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        );
+        let l = Layout::parse(&again).unwrap();
+        let mounts: Vec<_> = l.hierarchies.iter().map(|h| h.mount.clone()).collect();
+        assert_eq!(
+            mounts,
+            [
+                "/sys/fs/cgroup/systemd",
+                "/sys/fs/cgroup/cpu,cpuacct",
+                "/sys/fs/cgroup/memory"
+            ]
+            .map(PathBuf::from)
+        );
+    }
+
+    #[test]
     fn relative_paths_go_below_the_own_cgroup() {
         let mut l = Layout::parse(HYBRID).unwrap();
         l.set_own("4:memory:/ci/job7\n2:cpuacct,cpu:/\n1:name=systemd:/init.scope\n0::/u\n");
@@ -474,5 +493,84 @@ mod tests {
             relative_path("/", false),
             Err(CgroupError::Escapes(_))
         ));
+    }
+
+    /// The systemd branch for real, on this host's cgroup hierarchies: a `slice:prefix:name`
+    /// path, with systemd taken as running (this machine's init is not systemd, so no
+    /// container ever takes the branch here), lands in `<slice>/<prefix>-<name>.scope` in
+    /// every hierarchy, a process joins it there, and kill and remove leave nothing.
+    /// Needs root; skipped otherwise.
+    #[test]
+    fn systemd_form_places_a_process_in_its_scope_on_the_real_hierarchies() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        /// Kills the child and removes the scopes and slices, also when the test fails.
+        struct Cleanup(Cgroup, std::process::Child);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = self.1.kill();
+                let _ = self.1.wait();
+                let _ = self.0.remove();
+                for dir in self
+                    .0
+                    .dirs
+                    .iter()
+                    .map(|(_, d)| d)
+                    .chain(self.0.unified.iter())
+                {
+                    let _ = fs::remove_dir(dir.parent().unwrap_or(dir));
+                }
+            }
+        }
+        let mut layout = Layout::detect().unwrap();
+        layout.systemd = true;
+        let slice = format!("mypodunit{}.slice", std::process::id());
+        let cg = Cgroup::new(&layout, &format!("{slice}:cri:c1")).unwrap();
+        let scope = Path::new(&slice).join("cri-c1.scope");
+        assert!(!cg.dirs.is_empty());
+        for (name, dir) in cg.dirs.iter() {
+            assert!(dir.ends_with(&scope), "{name}: {}", dir.display());
+        }
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let guard = Cleanup(cg, child);
+        let cg = &guard.0;
+        cg.create().unwrap();
+        let join = cg.join();
+        for tasks in join.tasks.iter() {
+            fs::write(tasks, pid.to_string()).unwrap();
+        }
+        if let Some(v2) = &join.v2_dir {
+            fs::write(v2.join("cgroup.procs"), pid.to_string()).unwrap();
+        }
+        let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let want = format!("/{}", scope.display());
+        let lines: Vec<&str> = own.lines().collect();
+        assert!(
+            lines
+                .iter()
+                .filter(|l| !l.is_empty())
+                .all(|l| l.ends_with(&want)),
+            "{own}"
+        );
+        assert_eq!(cg.pids().unwrap(), [pid]);
+        cg.kill_all().unwrap();
+        cg.remove().unwrap();
+        let dirs: Vec<PathBuf> = cg
+            .dirs
+            .iter()
+            .map(|(_, d)| d.clone())
+            .chain(cg.unified.clone())
+            .collect();
+        drop(guard);
+        for dir in dirs {
+            assert!(!dir.exists(), "{} is left", dir.display());
+            assert!(!dir.parent().unwrap().exists(), "{} is left", dir.display());
+        }
     }
 }

@@ -139,24 +139,24 @@ impl Pod {
     /// recorded, so that the error reaches containerd with the task already stopped and
     /// its Delete, which follows at once, succeeds.
     async fn settle_failed_start(&self, id: &str) {
-        {
+        let seen = {
             let st = self.lock();
-            if let Some(e) = st.containers.get(id) {
-                let _ = e.container.init.signal(libc::SIGKILL);
-            }
-        }
-        for _ in 0..200 {
-            let recorded = self
-                .lock()
-                .containers
-                .get(id)
-                .is_none_or(|e| e.init.pending_exit.is_some() || e.init.exit.is_some());
-            if recorded {
+            let Some(e) = st.containers.get(id) else {
+                return;
+            };
+            let _ = e.container.init.signal(libc::SIGKILL);
+            if e.init.pending_exit.is_some() || e.init.exit.is_some() {
                 return;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            e.init.pending_seen.clone()
+        };
+        // The reaper stores a permit when it defers the exit, so an exit recorded between
+        // the check above and this wait is not missed. The bound only keeps a process
+        // that cannot die (stuck in the kernel) from holding the RPC forever.
+        let wait = std::time::Duration::from_secs(2);
+        if tokio::time::timeout(wait, seen.notified()).await.is_err() {
+            log::warn!("start {id} failed and its process has not exited after 2s");
         }
-        log::warn!("start {id} failed and its process has not exited after 2s");
     }
 
     /// Delete: an exec (stopped) is forgotten; a container (stopped or never started)

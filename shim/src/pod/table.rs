@@ -6,11 +6,12 @@
 //! Generic over the container handle so the bookkeeping runs in tests with fakes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use mypod_sandbox::container::ContainerError;
 use mypod_sandbox::stdio::{Linger, StdioPaths};
 use mypod_sandbox::{Container, ExitStatus, Process};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::control::AbortOnDrop;
 use super::types::{Event, EventSink};
@@ -38,6 +39,9 @@ pub(super) struct ProcState {
     pub exit: Option<ExitStatus>,
     /// An exit reaped while Start was still finishing: applied after the start event.
     pub pending_exit: Option<ExitStatus>,
+    /// Woken (one stored permit) when an exit is deferred as `pending_exit`: a failed
+    /// Start waits on it instead of polling.
+    pub pending_seen: Arc<Notify>,
     /// CloseIO came before the process existed (ctr's stdin copy races Start).
     pub stdin_closed: bool,
     pub exit_tx: watch::Sender<Option<ExitStatus>>,
@@ -54,6 +58,7 @@ impl ProcState {
             stdin_closer: None,
             exit: None,
             pending_exit: None,
+            pending_seen: Arc::new(Notify::new()),
             stdin_closed: false,
             exit_tx: watch::channel(None).0,
         }
@@ -252,6 +257,7 @@ impl<C: ContainerHandle> Table<C> {
             };
             if state.phase == Phase::Starting {
                 state.pending_exit = Some(exit);
+                state.pending_seen.notify_one();
             } else {
                 apply_exit(events, id, &exec_id, process, state, exit);
             }
@@ -348,6 +354,35 @@ mod tests {
         assert_eq!(e.init.exit.map(|x| x.code), Some(1));
         assert!(e.init.pending_exit.is_none());
         assert_eq!(ev.exits(), vec![("c1".into(), String::new(), 42, 1)]);
+    }
+
+    #[test]
+    fn a_deferred_exit_wakes_a_failed_start_that_waits_after_it() {
+        let ev = Recorder::default();
+        let mut t = table_with("c1", 42);
+        t.get_mut("c1").unwrap().init.phase = Phase::Starting;
+        let seen = t.get_mut("c1").unwrap().init.pending_seen.clone();
+        // The exit is recorded before anybody waits: the stored permit wakes the waiter.
+        t.on_exit(42, exit(9), &ev);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let waited = rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), seen.notified()).await
+        });
+        assert!(waited.is_ok(), "the deferred exit woke the waiter");
+        // No exit, no wake-up.
+        let quiet = table_with("c2", 43)
+            .get_mut("c2")
+            .unwrap()
+            .init
+            .pending_seen
+            .clone();
+        let waited = rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_millis(50), quiet.notified()).await
+        });
+        assert!(waited.is_err());
     }
 
     #[test]

@@ -312,3 +312,81 @@ fn failing_poststop_only_warns(c: &Containerd) {
     );
 }
 per_version!(failing_poststop_only_warns);
+
+/// A poststop hook that takes its time holds up only its own container's Delete: the
+/// pod's shim keeps serving the pod's other containers meanwhile (an exec into a sibling
+/// completes while the hook is known to be still running, because it waits for a file
+/// that the test creates only afterwards).
+fn slow_poststop_holds_only_its_own_delete(c: &Containerd) {
+    if !c.is_mypod() {
+        return; // runc-v2 runs a shim per container here: nothing shared to hold up.
+    }
+    let group = "io.containerd.runc.v2.group";
+    c.run_detached(
+        "sib",
+        &["--annotation", &format!("{group}=hookpod")],
+        &["sleep", "1000"],
+    );
+    c.wait_task_status("sib", "RUNNING", Duration::from_secs(20));
+    let shims = c.shim_pids();
+
+    let started = c.dir().join("poststop-started");
+    let release = c.dir().join("poststop-release");
+    let id = "h-slow";
+    let mut spec = c.config_spec(id, &["/bin/sh", "-c", "exit 0"]);
+    spec["annotations"] = json!({ group: "hookpod" });
+    let wait = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+        started.display(),
+        release.display()
+    );
+    spec["hooks"] = json!({ "poststop": [
+        { "path": "/bin/sh", "args": ["sh", "-c", wait], "timeout": 120 },
+    ] });
+    let file = c.write_spec_file(id, &spec.to_string());
+    c.ctr_ok(&["run", "-d", "--runtime", c.runtime(), "--config", &file, id]);
+    c.wait_task_status(id, "STOPPED", Duration::from_secs(20));
+    assert_eq!(c.shim_pids(), shims, "one shim serves the pod");
+
+    let deleting = {
+        let mut cmd = c.ctr_command(&["tasks", "delete", id]);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd.spawn().expect("ctr tasks delete")
+    };
+    struct Release<'a>(&'a Path, std::process::Child);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            let _ = fs::write(self.0, "");
+            let _ = self.1.wait();
+        }
+    }
+    let mut deleting = Release(&release, deleting);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poststop hook never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let exec = c.ctr_timeout(
+        &["tasks", "exec", "--exec-id", "e1", "sib", "echo", "served"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(exec.stdout.trim(), "served", "{exec}");
+    assert_eq!(c.task("sib").map(|t| t.status), Some("RUNNING".into()));
+    assert!(
+        !release.exists() && deleting.1.try_wait().ok().flatten().is_none(),
+        "the delete was still waiting for its hook while the sibling was served"
+    );
+    fs::write(&release, "").expect("release the hook");
+    let status = deleting.1.wait().expect("ctr tasks delete");
+    assert!(status.success(), "the delete completes once its hook does");
+    drop(deleting);
+    c.remove_container(id);
+    c.kill_and_remove("sib");
+    c.assert_clean(id);
+    c.assert_clean("sib");
+}
+per_version!(slow_poststop_holds_only_its_own_delete);

@@ -58,7 +58,8 @@ fn stdin_and_its_eof_reach_the_container(c: &Containerd) {
 per_version!(stdin_and_its_eof_reach_the_container);
 
 /// A writer whose reader went away (ctr detached) neither dies of SIGPIPE nor loses
-/// output: it blocks, and a later `ctr task attach` goes on where the last reader stopped.
+/// output: it blocks, and a later `ctr task attach` goes on where the last reader stopped
+/// (less what ctr itself had read and not printed when it exited: at most one buffer).
 fn writer_survives_a_missing_reader(c: &Containerd) {
     // `ctr run -d` itself reads (and prints) output until it exits.
     let script = "i=0; while true; do echo line$i; i=$((i+1)); done";
@@ -110,10 +111,20 @@ fn writer_survives_a_missing_reader(c: &Containerd) {
     // If ctr run -d stopped mid-line, attach starts with that line's tail (not counted).
     let partial = !printed.is_empty() && !printed.ends_with('\n');
     let want = if partial { next + 1 } else { next };
-    assert_eq!(
-        nums[0], want,
-        "attach must go on where `ctr run -d` stopped reading: {text:?}"
+    // `ctr run -d` exits while its copy loop may hold one read it has not printed yet
+    // (containerd's cio copies through a 32 KiB buffer): those lines are lost in ctr,
+    // not in the FIFO. Nothing may come twice, and the gap is at most that one buffer
+    // (every line is at least 6 bytes, "lineN\n").
+    const CTR_BUFFER_LINES: u64 = 32 * 1024 / 6;
+    assert!(
+        nums[0] >= want && nums[0] - want <= CTR_BUFFER_LINES,
+        "attach must go on where `ctr run -d` stopped reading (line {want}, or at most one \
+         32 KiB read of ctr's later), it began at line {}: {text:?}",
+        nums[0]
     );
+    if nums[0] != want {
+        eprintln!("ctr run -d dropped lines {want}..{} on exit", nums[0]);
+    }
     assert!(
         nums.windows(2).all(|w| w[1] == w[0] + 1),
         "lines lost: {text:?}"
