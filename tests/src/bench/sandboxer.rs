@@ -21,6 +21,8 @@ const HANDLERS: [&str; 3] = [SHIM_SANDBOXER, "mypod", "runc"];
 #[derive(Debug, Default, Clone)]
 struct Samples {
     start: Vec<f64>,
+    /// RunPodSandbox alone, the first part of `start`.
+    sandbox: Vec<f64>,
     teardown: Vec<f64>,
     /// PSS (KiB) of the pod's shim plus its pause process or holder.
     pss: Vec<f64>,
@@ -59,6 +61,7 @@ pub fn measure(
             let id = client
                 .run_pod_sandbox(&config, handler)
                 .map_err(|e| format!("pod ({handler}): {e}"))?;
+            let sandbox = ms(t0.elapsed());
             let mut pids = Vec::new();
             let mut res = Ok(());
             for j in 0..containers {
@@ -93,6 +96,7 @@ pub fn measure(
             res?;
             down?;
             all[h].start.push(start);
+            all[h].sandbox.push(sandbox);
             all[h].teardown.push(teardown);
             if let Some(x) = pss {
                 all[h].pss.push(x);
@@ -109,6 +113,7 @@ fn markdown(all: &[Samples], n: usize, containers: usize) -> String {
     let med = |v: &[f64]| median(v).unwrap_or(f64::NAN);
     let runc = &all[HANDLERS.len() - 1];
     let (rs, rt, rp) = (med(&runc.start), med(&runc.teardown), med(&runc.pss));
+    let rsb = med(&runc.sandbox);
     let mut s = format!(
         "# mypod as the pod's sandbox (containerd 2.1, `sandboxer = \"shim\"`)\n\n\
          Written by `scripts/bench.sh --containerd 2.1 --only sandboxer` (tests/src/bench/sandboxer.rs). \
@@ -117,14 +122,16 @@ fn markdown(all: &[Samples], n: usize, containers: usize) -> String {
          container, no pause image: the holder is forked by the shim); `mypod` and `runc`: \
          containerd's pause-container sandbox. Memory: PSS of the pod's shim plus its pause \
          process or holder (the containers themselves excluded).\n\n\
-         | handler | pod start ms | × runc-v2 | teardown ms | × runc-v2 | shim + pause/holder PSS KiB | × runc-v2 |\n\
-         |---|---|---|---|---|---|---|\n"
+         | handler | pod start ms | × runc-v2 | of which RunPodSandbox ms | × runc-v2 | teardown ms | × runc-v2 | shim + pause/holder PSS KiB | × runc-v2 |\n\
+         |---|---|---|---|---|---|---|---|---|\n"
     );
     for (h, x) in HANDLERS.iter().zip(all) {
         let (a, b, m) = (med(&x.start), med(&x.teardown), med(&x.pss));
+        let sb = med(&x.sandbox);
         s.push_str(&format!(
-            "| {h} | {a:.1} | {:.2} | {b:.1} | {:.2} | {m:.0} | {:.2} |\n",
+            "| {h} | {a:.1} | {:.2} | {sb:.1} | {:.2} | {b:.1} | {:.2} | {m:.0} | {:.2} |\n",
             a / rs,
+            sb / rsb,
             b / rt,
             m / rp
         ));
