@@ -29,6 +29,7 @@ pub mod spec;
 pub mod stdio;
 pub(crate) mod stuck;
 pub(crate) mod sysctl;
+pub(crate) mod timing;
 pub mod userns_pool;
 pub(crate) mod wire;
 

@@ -22,6 +22,7 @@ use crate::cgroup::{Cgroup, Layout};
 use crate::mount;
 use crate::spec::{self, SpecError};
 use crate::stdio::LogContext;
+use crate::timing::Phases;
 use crate::wire::InitRequest;
 
 /// Warns about the parts of linux.resources this host cannot apply (for example a
@@ -135,6 +136,7 @@ fn with_pod_mounts(mut spec: Spec, pod: &[oci_spec::runtime::Mount]) -> Spec {
 impl Container {
     /// Creates the container; blocks until it is ready to start or has failed.
     pub fn create(opts: CreateOpts, layout: &Layout) -> Result<Container, ContainerError> {
+        let mut t = Phases::default();
         let (spec, idmaps) = spec::load_with_idmaps(&opts.bundle)?;
         let spec = with_pod_mounts(spec, &opts.pod_mounts);
         spec::validate(&spec)?;
@@ -151,13 +153,15 @@ impl Container {
             );
         }
         let spec = with_default_seccomp(spec, policy.seccomp, asked.is_empty());
+        t.mark("spec");
         let pod_ns = pod_userns(&opts, &spec, asked.is_empty())?;
+        t.mark("userns");
         let mut idmaps = idmaps;
         if let Some(ns) = &pod_ns {
             idmaps.extend(pod_bind_idmaps(&spec, &idmaps, &ns.map()));
         }
         let mut partial = Partial::default();
-        match Self::create_inner(opts, layout, spec, &idmaps, pod_ns, &mut partial) {
+        match Self::create_inner(opts, layout, spec, &idmaps, pod_ns, &mut partial, &mut t) {
             Ok(c) => Ok(c),
             Err(e) => {
                 partial.undo();
@@ -173,11 +177,13 @@ impl Container {
         idmaps: &[crate::idmap::MountIdmap],
         pod_ns: Option<Arc<PodUserns>>,
         partial: &mut Partial,
+        t: &mut Phases,
     ) -> Result<Container, ContainerError> {
         let rootfs = rootfs_path(&spec, &opts.bundle);
         let cgroup = Cgroup::new(layout, &cgroups_path(&spec, &opts.id))?;
         partial.cgroup = Some(cgroup.clone());
         cgroup.create()?;
+        t.mark("cgroup");
         let terminal = wants_terminal(spec.process().as_ref());
         let ctx = LogContext {
             id: opts.id.clone(),
@@ -200,6 +206,7 @@ impl Container {
             )
             .map_err(SpecError::from)?
         };
+        t.mark("idmap-binds");
         let userns = match &pod_ns {
             Some(ns) => Some(ns.fd().try_clone_to_owned().map_err(WireError::Io)?),
             None => None,
@@ -219,6 +226,7 @@ impl Container {
                 cgroup2: join.v2_dir,
             },
         )?;
+        t.mark("spawn");
         // Under the pod's user namespace the rootfs goes to the helper with the request,
         // idmapped (see `pod_rootfs`): its files keep their owners.
         let idmap_err = |e: std::io::Error| {
@@ -252,6 +260,7 @@ impl Container {
             Some(ns) => Some(crate::idmap::tree(&rootfs, true, ns.fd()).map_err(idmap_err)?),
             None => None,
         };
+        t.mark("rootfs");
         let devices = spec
             .linux()
             .as_ref()
@@ -263,7 +272,9 @@ impl Container {
             resources::apply(&cgroup, r)?;
         }
         warn_unapplied_resources(&opts.id, &cgroup, &spec);
+        t.mark("resources");
         let seccomp = crate::seccomp::cache::compiled(&spec)?;
+        t.mark("seccomp");
         let req = InitRequest {
             id: opts.id.clone(),
             bundle: opts.bundle.clone(),
@@ -282,6 +293,8 @@ impl Container {
             holder: opts.holder,
         };
         let init = helper.finish(req, rootfs_tree, &mut partial.pid)?;
+        t.mark("ready");
+        t.log(&format!("create {}", opts.id));
         partial.pid = None;
         partial.cgroup = None;
         let mounted_rootfs = partial.mounted_rootfs.take();
