@@ -100,6 +100,13 @@ pub fn variants(c: &Containerd, notes: &mut Vec<String>) -> Vec<Variant> {
             runtime: RUNC_RUNTIME,
             flags: runc_root("runc"),
         },
+        // runc-v2 with containerd's default seccomp profile (`ctr run --seccomp`, what CRI's
+        // RuntimeDefault gives): what a filter costs runc-v2's containers, beside mypod's.
+        Variant {
+            name: "runc-v2, default profile".into(),
+            runtime: RUNC_RUNTIME,
+            flags: [runc_root("runc"), vec!["--seccomp".to_string()]].concat(),
+        },
         Variant {
             name: "mypod".into(),
             runtime: MYPOD_RUNTIME,
