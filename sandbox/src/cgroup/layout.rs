@@ -100,8 +100,14 @@ impl Layout {
                                 && *o != "xattr"
                         })
                         .collect();
+                    let name = name.join(",");
+                    // The first mount of a hierarchy is the host's (as runc takes it): a
+                    // later one was made into some rootfs and may go away any time.
+                    if v1.iter().any(|h: &Hierarchy| h.name == name) {
+                        continue;
+                    }
                     v1.push(Hierarchy {
-                        name: name.join(","),
+                        name,
                         mount: PathBuf::from(mount),
                         own: PathBuf::new(),
                     });
