@@ -10,7 +10,8 @@ use ttrpc::Code;
 /// What a Task RPC can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("container {0} not found")]
+    /// What was not found, said in full (`container c1 not found`).
+    #[error("{0}")]
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),

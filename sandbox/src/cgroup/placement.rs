@@ -371,6 +371,27 @@ mod tests {
 ";
 
     #[test]
+    fn later_mounts_of_a_hierarchy_are_not_its_root() {
+        let more = format!(
+            "{HYBRID}\
+40 30 0:26 / /tmp/probe/rootfs/sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu,cpuacct
+41 30 0:27 /ns/c1 /tmp/other/rootfs/sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+42 30 0:28 /x /tmp/other/unified rw - cgroup2 cgroup2 rw
+"
+        );
+        let l = Layout::parse(&more).unwrap();
+        let mounts: Vec<_> = l.hierarchies.iter().map(|h| h.mount.clone()).collect();
+        assert_eq!(
+            mounts,
+            ["systemd", "cpu,cpuacct", "memory"].map(|n| Path::new("/sys/fs/cgroup").join(n))
+        );
+        assert_eq!(
+            l.unified.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified"))
+        );
+    }
+
+    #[test]
     fn hybrid_host_uses_v1_hierarchies() {
         let l = Layout::parse(HYBRID).unwrap();
         assert!(!l.v2);
@@ -396,25 +417,6 @@ mod tests {
             Some(Path::new("/sys/fs/cgroup/unified/ns/c1"))
         );
         assert_eq!(cg.binds().len(), 3, "the unified tree is not shown inside");
-    }
-
-    #[test]
-    fn a_hierarchy_mounted_twice_is_used_where_it_was_mounted_first() {
-        let again = format!(
-            "{HYBRID}90 25 0:26 / /tmp/chroot/sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
-             91 25 0:27 / /tmp/chroot/sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
-        );
-        let l = Layout::parse(&again).unwrap();
-        let mounts: Vec<_> = l.hierarchies.iter().map(|h| h.mount.clone()).collect();
-        assert_eq!(
-            mounts,
-            [
-                "/sys/fs/cgroup/systemd",
-                "/sys/fs/cgroup/cpu,cpuacct",
-                "/sys/fs/cgroup/memory"
-            ]
-            .map(PathBuf::from)
-        );
     }
 
     #[test]

@@ -11,6 +11,18 @@ use super::types::Event;
 use super::{Pod, Result};
 use crate::error::ServiceError;
 
+/// A Kill request's signal number, refused unless it is one (0, the probe, to SIGRTMAX):
+/// 999 or 2^32-1 would otherwise reach the kernel as an unexplained EINVAL.
+fn signal_number(sig: u32) -> Result<i32> {
+    let max = libc::SIGRTMAX();
+    match i32::try_from(sig) {
+        Ok(s) if s <= max => Ok(s),
+        _ => Err(ServiceError::InvalidArgument(format!(
+            "signal {sig} is not a signal: valid numbers are 0-{max}"
+        ))),
+    }
+}
+
 /// Aborts a task when dropped.
 pub(super) struct AbortOnDrop(tokio::task::AbortHandle);
 
@@ -23,11 +35,12 @@ impl Drop for AbortOnDrop {
 impl Pod {
     /// Kill: signal a process, or with `all` every process of the container.
     pub fn kill(&self, id: &str, exec_id: &str, sig: u32, all: bool) -> Result<()> {
+        let sig = signal_number(sig)?;
         let mut st = self.lock();
         let e = st.get_mut(id)?;
         if all && exec_id.is_empty() {
-            e.container.signal_all(sig as i32)?;
-            if e.paused && sig == libc::SIGKILL as u32 {
+            e.container.signal_all(sig)?;
+            if e.paused && sig == libc::SIGKILL {
                 thaw_for_kill(id, e);
             }
             return Ok(());
@@ -39,8 +52,8 @@ impl Pod {
                 state.pid
             )));
         }
-        process.signal(sig as i32)?;
-        if e.paused && sig == libc::SIGKILL as u32 {
+        process.signal(sig)?;
+        if e.paused && sig == libc::SIGKILL {
             thaw_for_kill(id, e);
         }
         Ok(())
@@ -265,6 +278,21 @@ impl<C: ContainerHandle> Table<C> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kill_refuses_numbers_that_are_not_signals() {
+        assert_eq!(signal_number(9).unwrap(), 9);
+        assert_eq!(signal_number(0).unwrap(), 0);
+        assert_eq!(signal_number(64).unwrap(), libc::SIGRTMAX());
+        for bad in [65, 999, u32::MAX] {
+            match signal_number(bad) {
+                Err(ServiceError::InvalidArgument(m)) => {
+                    assert!(m.contains(&format!("signal {bad} ")), "{m}")
+                }
+                other => panic!("signal {bad}: {other:?}"),
+            }
+        }
+    }
+
     use super::super::fake::{exit, running, table_with, Recorder};
     use super::*;
 
@@ -322,7 +350,7 @@ mod tests {
         t.close_stdin("c1", "").unwrap();
         assert!(matches!(
             t.close_stdin("c1", "e9"),
-            Err(ServiceError::NotFound(ref m)) if m == "exec e9 of c1"
+            Err(ServiceError::NotFound(ref m)) if m == "exec e9 of container c1 not found"
         ));
     }
 }

@@ -256,7 +256,7 @@ mod tests {
             ));
         }
         assert!(
-            matches!(t.add_exec(req("c9", "e1"), &ev), Err(ServiceError::NotFound(ref m)) if m == "c9")
+            matches!(t.add_exec(req("c9", "e1"), &ev), Err(ServiceError::NotFound(ref m)) if m == "container c9 not found")
         );
     }
 
@@ -303,7 +303,7 @@ mod tests {
         assert_eq!(t.delete_exec("c1", "e1").unwrap().pid, 77);
         assert!(matches!(
             t.delete_exec("c1", "e1"),
-            Err(ServiceError::NotFound(ref m)) if m == "exec e1 of c1"
+            Err(ServiceError::NotFound(ref m)) if m == "exec e1 of container c1 not found"
         ));
         t.add_exec(req("c1", "e2"), &ev).unwrap();
         assert_eq!(t.delete_exec("c1", "e2").unwrap(), Deleted::default());

@@ -286,7 +286,9 @@ mod tests {
         let before = SystemTime::now();
         let e = t.remove_unless_running("c1").unwrap();
         assert!(t.containers.is_empty());
-        assert!(matches!(t.state("c1", ""), Err(ServiceError::NotFound(ref m)) if m == "c1"));
+        assert!(
+            matches!(t.state("c1", ""), Err(ServiceError::NotFound(ref m)) if m == "container c1 not found")
+        );
         assert_eq!(e.init.pid, 42);
         let x = exit_or_killed(&e.init);
         assert_eq!(x.code, 137);
@@ -337,7 +339,7 @@ mod tests {
         assert_eq!(s.status, Status::Paused);
         assert_eq!(s.bundle, "/b/c1");
         assert!(
-            matches!(t.state("c1", "x"), Err(ServiceError::NotFound(ref m)) if m == "exec x of c1")
+            matches!(t.state("c1", "x"), Err(ServiceError::NotFound(ref m)) if m == "exec x of container c1 not found")
         );
     }
 }

@@ -195,9 +195,9 @@ impl<C: ContainerHandle> Default for Table<C> {
 
 pub(super) fn not_found(id: &str, exec_id: &str) -> ServiceError {
     if exec_id.is_empty() {
-        ServiceError::NotFound(id.to_string())
+        ServiceError::NotFound(format!("container {id} not found"))
     } else {
-        ServiceError::NotFound(format!("exec {exec_id} of {id}"))
+        ServiceError::NotFound(format!("exec {exec_id} of container {id} not found"))
     }
 }
 

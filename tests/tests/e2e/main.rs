@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
+mod bad_input_rows;
 mod cri_attach;
 mod cri_bad_input;
 mod cri_exec_logs;
