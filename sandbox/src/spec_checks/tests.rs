@@ -175,3 +175,13 @@ fn an_exec_process_alone_is_checked() {
     let e = process(&p).unwrap_err().to_string();
     assert!(e.starts_with("process.env[0]: "), "{e}");
 }
+
+#[test]
+fn a_terminal_must_agree_with_the_request() {
+    terminal(true, true).unwrap();
+    terminal(false, false).unwrap();
+    for (wanted, requested) in [(true, false), (false, true)] {
+        let e = terminal(wanted, requested).unwrap_err().to_string();
+        assert!(e.starts_with("process.terminal: "), "{e}");
+    }
+}
