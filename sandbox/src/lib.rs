@@ -26,6 +26,7 @@ pub(crate) mod sched;
 pub mod seccomp;
 pub(crate) mod spawn;
 pub mod spec;
+pub(crate) mod spec_checks;
 pub mod stdio;
 pub(crate) mod stuck;
 pub(crate) mod sysctl;

@@ -36,6 +36,9 @@ pub enum SpecError {
     /// A bad hook; `field` is its path, e.g. `hooks.poststop[0].path`.
     #[error("config.json: {field}: {reason}")]
     Hook { field: String, reason: String },
+    /// A value runc refuses, or one whose meaning would change (see [`crate::spec_checks`]).
+    #[error("config.json: {0}")]
+    Check(#[from] crate::spec_checks::CheckError),
 }
 
 /// Reads and parses `<bundle>/config.json`.
@@ -94,6 +97,7 @@ pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<(), Spec
     if process.exec_cpu_affinity().is_some() {
         return unsupported("process.execCPUAffinity");
     }
+    crate::spec_checks::process(process)?;
     Ok(())
 }
 
@@ -167,6 +171,7 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
             });
         }
     }
+    crate::spec_checks::spec(spec)?;
     Ok(())
 }
 
@@ -214,7 +219,8 @@ mod tests {
 
     #[test]
     fn minimal_spec_is_valid() {
-        validate(&spec(MIN)).unwrap();
+        let with_mnt = r#""linux":{"namespaces":[{"type":"mount"}]},"root""#;
+        validate(&spec(&MIN.replace(r#""root""#, with_mnt))).unwrap();
     }
 
     fn load_str(json: &str) -> Result<Spec, SpecError> {
@@ -284,7 +290,7 @@ mod tests {
         .to_string();
         assert!(e.contains("linux.gidMappings[0].hostID"), "{e}");
         validate(&linux(&format!(
-            r#"{{"namespaces":[{{"type":"user"}}],"uidMappings":{map},"gidMappings":{map}}}"#
+            r#"{{"namespaces":[{{"type":"user"}},{{"type":"mount"}}],"uidMappings":{map},"gidMappings":{map}}}"#
         )))
         .unwrap();
         let dev =

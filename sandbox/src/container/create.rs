@@ -140,6 +140,8 @@ impl Container {
         let (spec, idmaps) = spec::load_with_idmaps(&opts.bundle)?;
         let spec = with_pod_mounts(spec, &opts.pod_mounts);
         spec::validate(&spec)?;
+        crate::spec_checks::terminal(wants_terminal(spec.process().as_ref()), opts.terminal)
+            .map_err(spec::SpecError::from)?;
         crate::sysctl::validate(&spec, crate::sysctl::is_own_namespace)?;
         // Before anything is made: a refused container leaves nothing behind.
         let policy = &opts.launcher.policy;

@@ -139,6 +139,9 @@ pub struct CreateOpts {
     /// itself (the pod's hostname, hosts, resolv.conf and /dev/shm when the shim is the
     /// pod's sandbox).
     pub pod_mounts: Vec<oci_spec::runtime::Mount>,
+    /// The task was created with a terminal (containerd's `CreateTaskRequest.terminal`);
+    /// it must agree with the spec's `process.terminal`.
+    pub terminal: bool,
 }
 
 /// What an exec needs.

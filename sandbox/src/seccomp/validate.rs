@@ -207,7 +207,7 @@ mod tests {
     fn with_seccomp(seccomp: &str) -> String {
         MIN.replace(
             r#""root""#,
-            &format!(r#""linux":{{"seccomp":{seccomp}}},"root""#),
+            &format!(r#""linux":{{"namespaces":[{{"type":"mount"}}],"seccomp":{seccomp}}},"root""#),
         )
     }
 

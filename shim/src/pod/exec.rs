@@ -113,7 +113,15 @@ impl<C: ContainerHandle> Table<C> {
                 "exec {exec_id:?} in container {id}"
             )));
         }
-        let terminal = req.terminal || req.process.terminal() == Some(true);
+        // A process.terminal that disagrees with the request is refused, as runc refuses
+        // it (docs/spec-validation.md); an absent one takes the request's.
+        if let Some(t) = req.process.terminal().filter(|t| *t != req.terminal) {
+            return Err(ServiceError::InvalidArgument(format!(
+                "exec {exec_id}: process.terminal: {t}, but the exec was requested {} a terminal",
+                if req.terminal { "with" } else { "without" }
+            )));
+        }
+        let terminal = req.terminal;
         let mut process = req.process;
         process.set_terminal(Some(terminal));
         e.pending_execs.insert(
@@ -233,6 +241,26 @@ mod tests {
             .filter(|e| matches!(e, Event::ExecAdded { .. }))
             .collect();
         assert_eq!(added.len(), 1);
+    }
+
+    #[test]
+    fn a_terminal_that_disagrees_with_the_request_is_refused() {
+        let ev = Recorder::default();
+        let mut t = running("c1", 42);
+        for (spec, asked) in [(true, false), (false, true)] {
+            let mut r = req("c1", "e1");
+            r.process.set_terminal(Some(spec));
+            r.terminal = asked;
+            let e = t.add_exec(r, &ev).unwrap_err();
+            assert!(
+                matches!(&e, ServiceError::InvalidArgument(m) if m.contains("process.terminal")),
+                "{e:?}"
+            );
+        }
+        let mut r = req("c1", "e1");
+        r.process.set_terminal(Some(true));
+        r.terminal = true;
+        t.add_exec(r, &ev).unwrap();
     }
 
     #[test]

@@ -50,6 +50,7 @@ impl Pod {
             } else {
                 self.pod_mounts()
             },
+            terminal: req.terminal,
         };
         let layout = self.layout.clone();
         let made = tokio::task::spawn_blocking(move || Container::create(opts, &layout)).await;

@@ -28,7 +28,8 @@ pub struct CreateRequest {
 pub struct ExecRequest {
     pub id: String,
     pub exec_id: String,
-    /// The process spec (its `terminal` is or'ed with the request's).
+    /// The process spec (its `terminal` must agree with the request's; absent, it takes
+    /// the request's).
     pub process: oci_spec::runtime::Process,
     pub stdio: StdioPaths,
     pub terminal: bool,

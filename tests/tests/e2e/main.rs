@@ -31,6 +31,7 @@ mod pod_shim;
 mod pod_userns;
 mod process_config;
 mod resources;
+mod runc_parity;
 mod runtime_config;
 mod seccomp;
 mod security;
