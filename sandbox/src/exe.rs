@@ -131,7 +131,8 @@ mod tests {
         assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
         // The same file, and it executes from the detached mount.
         assert_eq!(std::fs::read(&via).unwrap(), std::fs::read(&copy).unwrap());
-        assert!(Command::new(&via).status().unwrap().success());
+        let status = Command::new(&via).status().unwrap();
+        assert!(status.success(), "{status:?}");
         assert_eq!(root_in_own_namespaces_cannot_unseal(exe.fd()), 0);
         // The file itself stays writable for its owner: only the mount is read-only.
         std::fs::OpenOptions::new()
