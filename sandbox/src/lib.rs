@@ -16,6 +16,7 @@ pub mod host_access;
 pub mod idmap;
 pub(crate) mod ids;
 pub mod init;
+pub mod json_path;
 pub mod mount;
 pub mod pod_files;
 pub(crate) mod pod_rootfs;

@@ -13,9 +13,11 @@ pub enum SpecError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot parse {path}: {source}")]
+    /// `field` is the failing field's path and ": " (empty for the document itself).
+    #[error("cannot parse {path}: {field}{source}")]
     Parse {
         path: PathBuf,
+        field: String,
         source: serde_json::Error,
     },
     #[error("config.json: {field} is not supported by mypod yet")]
@@ -54,11 +56,19 @@ pub fn load_with_idmaps(bundle: &Path) -> Result<(Spec, Vec<MountIdmap>), SpecEr
         path: path.clone(),
         source,
     })?;
-    match serde_json::from_slice(&data) {
+    match crate::json_path::parse(&data) {
         Ok(spec) => Ok((spec, crate::idmap::parse(&data)?)),
-        Err(source) => match crate::seccomp::parse_fallback(&data) {
+        Err((field, source)) => match crate::seccomp::parse_fallback(&data) {
             Some(r) => r.map(|spec| (spec, Vec::new())),
-            None => Err(SpecError::Parse { path, source }),
+            None => Err(SpecError::Parse {
+                path,
+                field: if field == "." {
+                    String::new()
+                } else {
+                    format!("{field}: ")
+                },
+                source,
+            }),
         },
     }
 }

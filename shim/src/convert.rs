@@ -1,6 +1,7 @@
 //! containerd's messages ↔ the pod's plain types, at the service edge: requests into
 //! [`crate::pod`] types, its replies and events into protobuf, times into timestamps.
 
+use mypod_sandbox::json_path;
 use std::time::SystemTime;
 
 use containerd_shim_protos::api::{
@@ -69,8 +70,12 @@ pub fn create_request(req: CreateTaskRequest) -> Result<CreateRequest, ServiceEr
 /// Exec's request, its process spec (JSON in an Any) decoded.
 pub fn exec_request(req: ExecProcessRequest) -> Result<ExecRequest, ServiceError> {
     let process: oci_spec::runtime::Process =
-        serde_json::from_slice(&req.spec.value).map_err(|e| {
-            ServiceError::InvalidArgument(format!("exec {}: process spec: {e}", req.exec_id))
+        json_path::parse(&req.spec.value).map_err(|(path, e)| {
+            ServiceError::InvalidArgument(format!(
+                "exec {}: process spec: {}",
+                req.exec_id,
+                json_path::describe(&path, &e)
+            ))
         })?;
     Ok(ExecRequest {
         process,
@@ -93,10 +98,12 @@ pub fn update_resources(
     let any = req.resources.as_ref().ok_or_else(|| {
         ServiceError::InvalidArgument(format!("update {}: no resources given", req.id))
     })?;
-    serde_json::from_slice(&any.value).map_err(|e| {
+    json_path::parse(&any.value).map_err(|(path, e)| {
         ServiceError::InvalidArgument(format!(
-            "update {}: resources ({}) are not OCI LinuxResources JSON: {e}",
-            req.id, any.type_url
+            "update {}: resources ({}) are not OCI LinuxResources JSON: {}",
+            req.id,
+            any.type_url,
+            json_path::describe(&path, &e)
         ))
     })
 }
