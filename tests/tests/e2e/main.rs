@@ -29,6 +29,7 @@ mod oci_diff;
 mod pod_shim;
 mod pod_userns;
 mod process_config;
+mod reliability_faults;
 mod resources;
 mod runtime_config;
 mod seccomp;
