@@ -30,6 +30,7 @@ mod pod_shim;
 mod pod_userns;
 mod process_config;
 mod reliability_faults;
+mod reliability_setup_faults;
 mod resources;
 mod runtime_config;
 mod seccomp;
