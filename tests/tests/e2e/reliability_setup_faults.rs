@@ -190,3 +190,153 @@ fn setup_killed_midway(c: &Containerd) {
     c.assert_clean("sib");
 }
 per_version!(setup_killed_midway);
+
+/// Mounts a tmpfs of `size` over `dir` (with the daemon stopped, so containerd starts on it).
+fn mount_tmpfs(dir: &Path, size: &str) {
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let target = c(dir.to_str().unwrap());
+    let opts = c(&format!("size={size},mode=0711"));
+    // SAFETY: valid NUL-terminated strings that live across the call; mount(2) keeps none.
+    let rc = unsafe {
+        libc::mount(
+            c("tmpfs").as_ptr(),
+            target.as_ptr(),
+            c("tmpfs").as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "mount tmpfs on {}: {}",
+        dir.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Fills the filesystem of `file`'s directory: writes until ENOSPC; returns the size.
+fn fill(file: &Path) -> u64 {
+    let mut f = fs::File::create(file).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        match std::io::Write::write(&mut f, &chunk) {
+            Ok(n) => len += n as u64,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("fill {}: {e}", file.display()),
+        }
+    }
+    len
+}
+
+/// containerd's state directory (bundles: config.json, the shim's files, rootfs mount points)
+/// on a small tmpfs that is full but for 0, 1, 2, 4, ... pages while containers of a pod
+/// and of new pods start. Each start either works (and the container runs) or fails within
+/// bounds with an error that says the disk is full; nothing of a failed one is left once
+/// removed; the pod's running sibling is untouched; with space again, a start works.
+fn full_state_disk(c: &mut Containerd) {
+    let headrooms: Vec<u64> = if super::reliability_faults::soak() {
+        (0..=24).collect()
+    } else {
+        vec![0, 1, 2, 4, 8]
+    };
+    let state = c.state_dir();
+    assert!(
+        c.stop_daemon(libc::SIGTERM, T).is_some(),
+        "containerd stops"
+    );
+    mount_tmpfs(&state, "16m");
+    c.start_daemon();
+    let sib = sibling(c, "sib", "fullpod");
+    let filler = state.join("filler");
+    let (mut started, mut refused, mut attempts) = (0, 0, 0);
+    for (n, pages) in headrooms.iter().enumerate() {
+        for same_pod in [true, false] {
+            attempts += 1;
+            // Full again (a file shrunk and grown again is sparse), then `pages` freed.
+            let full = fill(&filler);
+            let file = fs::OpenOptions::new().write(true).open(&filler).unwrap();
+            file.set_len(full.saturating_sub(pages * 4096)).unwrap();
+            let id = format!("full{n}{}", if same_pod { "p" } else { "n" });
+            let group = format!("--annotation={GROUP_KEY}=fullpod");
+            let flags: Vec<&str> = if same_pod { vec![&group] } else { vec![] };
+            let mut args = vec!["run", "-d", "--runtime", c.runtime()];
+            args.extend(flags);
+            args.extend([mypod_tests::IMAGE, &id, "sleep", "100000"]);
+            let out = c.ctr_timeout(&args, T);
+            assert!(!out.timed_out, "a start on a full disk hung:\n{out}");
+            if out.success() {
+                started += 1;
+                c.wait_task_status(&id, "RUNNING", T);
+                c.kill_and_remove(&id);
+            } else {
+                refused += 1;
+                let msg = out.combined();
+                assert!(
+                    msg.to_lowercase().contains("no space left on device"),
+                    "{pages} free pages: the error says the disk is full:\n{out}"
+                );
+                eprintln!("{pages} free pages, {id}: {}", msg.trim());
+                file.set_len(0).unwrap();
+                remove_and_assert_clean(c, &id);
+            }
+            file.set_len(0).unwrap();
+            assert_untouched(c, &sib, &format!("{id} on a full disk"));
+        }
+    }
+    fs::remove_file(&filler).unwrap();
+    // A server whose start containerd 2.x failed after it forked (bootstrap.json) ends
+    // itself 30 s later (shim/src/serve.rs): none may be left.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while c.shim_pids().len() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "shims left after the failed starts: {:?}",
+            c.shim_pids()
+                .iter()
+                .map(|&p| procfs::cmdline(p).unwrap_or_default())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.run_detached("roomy", &[], &["sleep", "100000"]);
+    c.wait_task_status("roomy", "RUNNING", T);
+    c.kill_and_remove("roomy");
+    figure(
+        "full_state_disk",
+        c,
+        &format!(
+            "{attempts} container starts (in a running pod and in new pods) with containerd's \
+             state dir on a full tmpfs, 0..{} pages free",
+            headrooms.last().copied().unwrap_or(0)
+        ),
+        &format!(
+            "started {started}, refused with \"no space left on device\" {refused}, unclear 0, \
+             hung 0, leftovers 0, sibling disturbed 0"
+        ),
+        0,
+    );
+    c.kill_and_remove("sib");
+    c.assert_clean("sib");
+}
+/// `per_version!` for a test that restarts its (plain, non-CRI) containerd.
+macro_rules! per_version_mut {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn v1_6() {
+                super::$name(&mut mypod_tests::Containerd::start("v1_6"));
+            }
+            #[test]
+            fn v1_7() {
+                super::$name(&mut mypod_tests::Containerd::start("v1_7"));
+            }
+            #[test]
+            fn v2_1() {
+                super::$name(&mut mypod_tests::Containerd::start("v2_1"));
+            }
+        }
+    };
+}
+per_version_mut!(full_state_disk);
