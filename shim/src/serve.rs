@@ -42,6 +42,9 @@ pub struct Handoff {
     pub containerd_uid: u32,
 }
 
+/// How long a server that never served a container waits for one before it ends.
+const UNUSED_LIFETIME: Duration = Duration::from_secs(30);
+
 /// Runs the server until the pod is gone; returns the process exit code.
 pub fn run(args: Args, handoff: Handoff) -> i32 {
     tune_malloc();
@@ -171,6 +174,14 @@ async fn serve(
         .register_service(crate::sandbox_service::services(pod.clone()));
     server.start().await?;
     log::info!("serving pod {} (namespace {})", args.id, args.namespace);
+    // A server whose start containerd failed after it forked (containerd 2.x writes
+    // bootstrap.json after `start` returned; a full disk fails that) never gets a Create
+    // nor a Shutdown: it ends itself if it still serves nothing after UNUSED_LIFETIME.
+    let unused = pod.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(UNUSED_LIFETIME).await;
+        unused.shutdown();
+    });
     loop {
         tokio::select! {
             _ = sigchld.recv() => {

@@ -64,14 +64,45 @@ pub fn run(args: &Args) -> Result<String, StartError> {
         }
         Some(spawn_server(args, &sock, &group, config)?)
     };
-    write_file(&bundle.join("address"), &address)?;
+    let written = write_bundle_files(&bundle, &address, pid, &sock);
+    if let (Err(_), Some(pid)) = (&written, pid) {
+        // containerd fails the start and never talks to the server: it must not stay.
+        abandon_server(pid, &sock);
+    }
+    written?;
+    drop(lock);
+    Ok(address)
+}
+
+/// Writes the bundle's `address` and `shim.pid` (the server's: `pid` if we just started
+/// it, else the running one's).
+fn write_bundle_files(
+    bundle: &Path,
+    address: &str,
+    pid: Option<u32>,
+    sock: &Path,
+) -> Result<(), StartError> {
+    write_file(&bundle.join("address"), address)?;
     if let Some(pid) = pid {
         write_file(&bundle.join("shim.pid"), &pid.to_string())?;
     } else if let Ok(p) = fs::read_to_string(sock.with_extension("pid")) {
         write_file(&bundle.join("shim.pid"), p.trim())?;
     }
-    drop(lock);
-    Ok(address)
+    Ok(())
+}
+
+/// Ends a server this `start` forked and that serves nothing yet (our child: reaped here),
+/// and removes its socket and pid file, so that the next start of the pod begins afresh.
+fn abandon_server(pid: u32, sock: &Path) {
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    let child = nix::unistd::Pid::from_raw(raw);
+    if nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL).is_ok() {
+        let _ = nix::sys::wait::waitpid(child, None);
+    }
+    let _ = fs::remove_file(sock);
+    let _ = fs::remove_file(sock.with_extension("pid"));
 }
 
 /// Serializes starts by locking the socket directory itself (nothing to clean up; the
@@ -90,7 +121,10 @@ pub(crate) fn lock(sock: &Path) -> Result<File, StartError> {
 
 fn write_file(path: &Path, data: &str) -> Result<(), StartError> {
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, data).map_err(io(format!("write {}", tmp.display())))?;
+    if let Err(e) = fs::write(&tmp, data) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io(format!("write {}", tmp.display()))(e));
+    }
     fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display())))
 }
 

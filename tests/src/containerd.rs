@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 use std::thread;
@@ -446,14 +446,38 @@ impl Containerd {
     /// root, state and sockets. Shims and containers keep running meanwhile; `down` is how
     /// long containerd stays away. Waits until it (and CRI, for CRI instances) answers again.
     pub fn restart(&mut self, down: Duration) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop_daemon(libc::SIGKILL, Duration::from_secs(10));
+        thread::sleep(down);
+        self.start_daemon();
+    }
+
+    /// Sends containerd `signal` (SIGKILL: a crash; SIGTERM: a clean shutdown) and waits up
+    /// to `patience` for it to exit (then SIGKILL). Shims and containers keep running.
+    /// Returns how containerd ended, or None if it had to be killed after all (or was not
+    /// running). Start it again with [`Containerd::start_daemon`].
+    pub fn stop_daemon(&mut self, signal: i32, patience: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
         if let Some(cri) = self.cri.as_mut() {
             cri.client = None;
         }
-        thread::sleep(down);
+        procfs::signal(child.id(), signal);
+        let deadline = Instant::now() + patience;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                _ => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Starts containerd again on the same root, state and sockets after
+    /// [`Containerd::stop_daemon`]; waits until it (and CRI, for CRI instances) answers.
+    pub fn start_daemon(&mut self) {
+        assert!(self.child.is_none(), "containerd is already running");
         self.child = Some(spawn_daemon(&self.bins, &self.dir, self.cri.as_ref()));
         self.wait_ready();
         if self.cri.is_some() {

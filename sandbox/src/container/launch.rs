@@ -149,9 +149,24 @@ impl Launching {
         if let Some(dir) = join_procs {
             req.cgroup_procs.push(dir.join("cgroup.procs"));
         }
-        wire::send(&mut chan, &req)?;
+        let helper = trace.helper;
+        let died = |e: ContainerError, pid_out: &Option<i32>| match (setup_broke(&e), pid_out) {
+            (false, _) => e,
+            (true, Some(pid)) => ContainerError::SetupDied {
+                role: "process",
+                pid: *pid,
+                how: String::new(),
+            },
+            (true, None) => ContainerError::SetupDied {
+                role: "helper",
+                pid: helper,
+                how: String::new(),
+            },
+        };
+        wire::send(&mut chan, &req).map_err(|e| died(e.into(), pid_out))?;
         if let Some(tree) = rootfs_tree {
-            console::send_fd(chan.as_raw_fd(), tree.as_raw_fd())?;
+            console::send_fd(chan.as_raw_fd(), tree.as_raw_fd())
+                .map_err(|e| died(e.into(), pid_out))?;
         }
         let mut create_hooks = |pid: i32| -> Result<(), ContainerError> {
             let state = hooks::State::new(&req.spec, &req.id, &req.bundle, "creating", pid);
@@ -160,7 +175,8 @@ impl Launching {
             hooks::run(h, hooks::Kind::CreateRuntime, &state)?;
             Ok(())
         };
-        let pid = await_ready(&mut chan, &mut trace, &req.id, pid_out, &mut create_hooks)?;
+        let pid = await_ready(&mut chan, &mut trace, &req.id, pid_out, &mut create_hooks)
+            .map_err(|e| died(e, pid_out))?;
         // The process is blocked waiting for the start byte and is our (reparented) child,
         // so its pid cannot have been reused.
         let pidfd = PidFd::open(pid)?;
@@ -180,6 +196,19 @@ impl Launching {
             },
             req.spec,
         ))
+    }
+}
+
+/// Whether a launch failed because the other end of the channel went away without a word
+/// (EOF, EPIPE, ECONNRESET): the helper or the process died. A timeout is not that.
+fn setup_broke(e: &ContainerError) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    match e {
+        ContainerError::InitVanished => true,
+        ContainerError::Wire(WireError::Io(io)) => {
+            matches!(io.kind(), BrokenPipe | ConnectionReset | UnexpectedEof)
+        }
+        _ => false,
     }
 }
 

@@ -101,6 +101,15 @@ pub enum ContainerError {
     Init(String),
     #[error("the process exited before it was ready")]
     InitVanished,
+    /// The setup helper, or the container process it forked, died before the process was
+    /// ready (killed, crashed) and said nothing: the channel broke. `how` is filled in by
+    /// whoever reaps it (the shim): how it ended, or empty.
+    #[error("the container's setup {role} (pid {pid}) died before the container was ready{how}")]
+    SetupDied {
+        role: &'static str,
+        pid: i32,
+        how: String,
+    },
     #[error("process is not in the created state")]
     NotCreated,
     #[error("{0}")]

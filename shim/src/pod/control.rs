@@ -139,11 +139,12 @@ impl Pod {
             .map_err(|e| ServiceError::Internal(format!("stats {id}: {e}")))
     }
 
-    /// Pids of a container's processes, with the exec id of those that are execs.
+    /// Pids of a container's processes, with the exec id of those that are execs; see
+    /// [`listed_pids`] for a container whose processes have all exited.
     pub fn pids(&self, id: &str) -> Result<Vec<(i32, Option<String>)>> {
         let st = self.lock();
         let e = st.get(id)?;
-        let pids = e.container.pids()?;
+        let pids = listed_pids(e.container.pids()?, e.init.pid, e.init.exit.is_some());
         Ok(pids
             .into_iter()
             .map(|p| {
@@ -276,6 +277,20 @@ impl<C: ContainerHandle> Table<C> {
     }
 }
 
+/// The pids Pids lists: the container's live processes, or, once they are all gone but the
+/// task is not deleted yet, its init's pid. containerd 1.7 and 2.x, when they start again,
+/// take a shim whose task lists no pid for one left over from a create that never finished
+/// (containerd#6860, PR #6866) and delete it: an exit that happened while containerd was
+/// down would then be reported by CRI as exit code 255, reason "Unknown", instead of its
+/// code (runc-v2 loses it so; containerd PR #13790 narrows that check upstream).
+fn listed_pids(live: Vec<i32>, init: i32, init_exited: bool) -> Vec<i32> {
+    if live.is_empty() && init_exited && init > 0 {
+        vec![init]
+    } else {
+        live
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -295,6 +310,19 @@ mod tests {
 
     use super::super::fake::{exit, running, table_with, Recorder};
     use super::*;
+
+    #[test]
+    fn an_exited_undeleted_task_lists_its_init_pid() {
+        assert_eq!(listed_pids(vec![42, 50], 42, false), [42, 50]);
+        assert_eq!(
+            listed_pids(vec![50], 42, true),
+            [50],
+            "an exec outlives init"
+        );
+        assert_eq!(listed_pids(vec![], 42, true), [42]);
+        assert_eq!(listed_pids(vec![], 42, false), Vec::<i32>::new());
+        assert_eq!(listed_pids(vec![], 0, true), Vec::<i32>::new());
+    }
 
     /// Whether `exit` was notified (a permit is stored).
     fn notified(exit: &Notify) -> bool {

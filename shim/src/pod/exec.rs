@@ -54,6 +54,10 @@ impl Pod {
             }
         })
         .await;
+        let res = match res {
+            Ok(Err(e)) => Ok(Err(self.explain_setup_death(e).await)),
+            other => other,
+        };
         let mut st = self.lock();
         let pending = st
             .containers

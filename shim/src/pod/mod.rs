@@ -17,6 +17,7 @@ mod exec;
 mod fake;
 mod lifecycle;
 mod sandbox;
+mod setup_death;
 pub use sandbox::POD_FILES;
 mod table;
 mod types;

@@ -30,6 +30,8 @@ mod oci_diff;
 mod pod_shim;
 mod pod_userns;
 mod process_config;
+mod reliability_faults;
+mod reliability_setup_faults;
 mod resources;
 mod runc_parity;
 mod runtime_config;
