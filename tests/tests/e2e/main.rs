@@ -31,6 +31,7 @@ mod pod_shim;
 mod pod_userns;
 mod process_config;
 mod reliability_faults;
+mod reliability_fifo;
 mod reliability_setup_faults;
 mod resources;
 mod runc_parity;
