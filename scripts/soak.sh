@@ -55,7 +55,7 @@ set -e
 
 if [ "$fuzz" = 1 ] && [ -f scripts/fuzz.sh ]; then
     FUZZ_SECS="${FUZZ_SECS:-1800}" bash scripts/fuzz.sh 2>&1 | tee "$out/fuzz-$stamp.log"
-    grep -h -i '^fuzz' "$out/fuzz-$stamp.log" >>"$figures" || true
+    grep -h -E '^(== |   )' "$out/fuzz-$stamp.log" >>"$figures" || true
 fi
 
 echo
