@@ -1,5 +1,8 @@
 //! containerd-shim-mypod-v2: containerd shim v2 runtime serving a whole pod sandbox
 //! from one process, setting containers up itself (no runc).
+//!
+//! The binary (`main.rs`) calls [`main`]; the library exists so that the fuzz targets
+//! (`fuzz/`) can reach the Task service in-process ([`fuzz`]).
 
 mod args;
 mod config;
@@ -8,6 +11,8 @@ mod copy;
 mod delete;
 mod error;
 mod events;
+#[doc(hidden)]
+pub mod fuzz;
 mod group;
 mod info;
 mod logger;
@@ -22,7 +27,8 @@ mod start;
 
 use std::io::Write;
 
-fn main() {
+/// The shim's entry point: `init` and `userns` helpers, `start`, `delete`, `-info`, `-v`.
+pub fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("userns") {
         mypod_sandbox::idmap::hold_main();
