@@ -10,6 +10,8 @@ pub mod console;
 pub mod container;
 pub mod exe;
 mod forks;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod holder;
 pub mod hooks;
 pub mod host_access;

@@ -56,16 +56,20 @@ pub fn load_with_idmaps(bundle: &Path) -> Result<(Spec, Vec<MountIdmap>), SpecEr
         path: path.clone(),
         source,
     })?;
-    match crate::json_path::parse(&data) {
-        Ok(spec) => Ok((spec, crate::idmap::parse(&data)?)),
-        Err((field, source)) => match crate::seccomp::parse_fallback(&data) {
+    parse_with_idmaps(&data, path)
+}
+
+/// Parses config.json's bytes as [`load_with_idmaps`] does (`path` names it in errors).
+pub fn parse_with_idmaps(data: &[u8], path: PathBuf) -> Result<(Spec, Vec<MountIdmap>), SpecError> {
+    match crate::json_path::parse(data) {
+        Ok(spec) => Ok((spec, crate::idmap::parse(data)?)),
+        Err((field, source)) => match crate::seccomp::parse_fallback(data) {
             Some(r) => r.map(|spec| (spec, Vec::new())),
             None => Err(SpecError::Parse {
                 path,
-                field: if field == "." {
-                    String::new()
-                } else {
-                    format!("{field}: ")
+                field: match crate::json_path::describe(&field, &source) {
+                    d if d == source.to_string() => String::new(),
+                    _ => format!("{field}: "),
                 },
                 source,
             }),
