@@ -49,7 +49,7 @@ rc=${PIPESTATUS[0]}
 set -e
 {
     echo "# soak run $stamp ($(uname -r), $(nproc) cores): e2e took $(($(date +%s) - start)) s, exit $rc"
-    grep -h '^FIGURE|' "$log" || true
+    grep -ho 'FIGURE|.*' "$log" || true
     grep -h '^test result:' "$log" || true
 } >"$figures"
 
