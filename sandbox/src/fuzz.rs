@@ -46,10 +46,19 @@ const V1_MOUNTINFO: &str = "\
 /// A cgroup2-only host.
 const V2_MOUNTINFO: &str = "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
 
-/// This process's scratch directory (fake cgroup trees), removed between inputs.
-fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| std::env::temp_dir().join(format!("mypod-fuzz-{}", std::process::id())))
+/// This thread's scratch directory (fake cgroup trees), removed after each input: one per
+/// thread, so that tests running side by side do not remove each other's.
+fn scratch() -> PathBuf {
+    thread_local! {
+        static DIR: PathBuf = std::env::temp_dir().join(format!(
+            "mypod-fuzz-{}-{}",
+            std::process::id(),
+            format!("{:?}", std::thread::current().id())
+                .trim_start_matches("ThreadId(")
+                .trim_end_matches(')')
+        ));
+    }
+    DIR.with(|d| d.clone())
 }
 
 /// Runs one input through parsing, validation and translation; panics if a property
@@ -170,6 +179,8 @@ fn cgroups(spec: &Spec) {
         limits_in_fake_tree(&root, &cg, r, &devices);
         let _ = std::fs::remove_dir_all(&root);
     }
+    // Nothing of this input stays behind (the next one makes what it needs again).
+    let _ = std::fs::remove_dir(scratch());
 }
 
 /// Applies the limits (and on v1 the device rules) to empty directories under `root` and
@@ -398,6 +409,7 @@ mod tests {
         let r = serde_json::from_str("{}").unwrap();
         let caught = std::panic::catch_unwind(|| limits_in_fake_tree(&root, &cg, &r, &[]));
         std::fs::remove_dir_all(&root).unwrap();
+        let _ = std::fs::remove_dir(scratch());
         assert!(caught.is_err());
     }
 }
