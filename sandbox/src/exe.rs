@@ -131,7 +131,18 @@ mod tests {
         assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
         // The same file, and it executes from the detached mount.
         assert_eq!(std::fs::read(&via).unwrap(), std::fs::read(&copy).unwrap());
-        let status = Command::new(&via).status().unwrap();
+        // Another test's fork may hold a copy of the write descriptor `fs::copy` had open
+        // until that child execs: the kernel says ETXTBSY meanwhile (seen in CI); retry.
+        let mut tries = 0;
+        let status = loop {
+            match Command::new(&via).status() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 200 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => break r.unwrap(),
+            }
+        };
         assert!(status.success(), "{status:?}");
         assert_eq!(root_in_own_namespaces_cannot_unseal(exe.fd()), 0);
         // The file itself stays writable for its owner: only the mount is read-only.
