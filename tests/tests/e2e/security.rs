@@ -388,16 +388,25 @@ fn shim_binary_is_read_only_through_proc_exe(c: &Containerd) {
         flags.extend(["--mount", m]);
     }
     c.run_detached("victim", &flags, &["/bin/sh", "-c", attacker]);
-    let wait_for = |name: &str| {
+    // Waits for the attacker's file `name`; with `line`, until it holds a whole line (the
+    // shell creates the file before `echo` writes into it: seen read empty once).
+    let wait_for = |name: &str, line: bool| {
         let path = report.join(name);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !path.exists() && std::time::Instant::now() < deadline {
+        loop {
+            let text = std::fs::read_to_string(&path);
+            let done = match &text {
+                Ok(t) => !line || t.ends_with('\n'),
+                Err(_) => false,
+            };
+            if done || std::time::Instant::now() >= deadline {
+                break text
+                    .unwrap_or_else(|e| panic!("{}: {e}\n{}", path.display(), c.log_tail(40)));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}\n{}", path.display(), c.log_tail(40)))
     };
-    wait_for("ready");
+    wait_for("ready", false);
     let mut evil = mypod_tests::command::Spawned::start_holding_stdin(c.ctr_command(&[
         "tasks",
         "exec",
@@ -406,7 +415,7 @@ fn shim_binary_is_read_only_through_proc_exe(c: &Containerd) {
         "victim",
         "/evil",
     ]));
-    let result = wait_for("result");
+    let result = wait_for("result", true);
     // The survivor: the container's own handle, taken over while the container holds it.
     let holder = c.task("victim").expect("victim task").pid;
     let handle = std::fs::OpenOptions::new()
