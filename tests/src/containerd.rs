@@ -67,6 +67,13 @@ pub struct Builder {
     compat: bool,
 }
 
+/// An instance with runc's shim beside mypod and mypod in its runc-compatible configuration
+/// (no pod user namespace or default seccomp profile, host access allowed), so both runtimes
+/// judge the same spec: `per_version!(NAME with mypod_tests::beside_runc)`.
+pub fn beside_runc(b: Builder) -> Builder {
+    b.with_runc(true).compat(true)
+}
+
 impl Builder {
     /// Run mypod with the repository's runtime-compat.toml (no pod user namespace, no
     /// default seccomp profile, host access allowed: runc's behaviour), for tests that

@@ -26,10 +26,11 @@ pub mod image;
 pub mod netns;
 pub mod panic_note;
 pub mod procfs;
+pub mod task_rpc;
 pub mod version;
 
 pub use command::Output;
-pub use containerd::{Containerd, MYPOD_RUNTIME, RUNC_RUNTIME};
+pub use containerd::{beside_runc, Containerd, MYPOD_RUNTIME, RUNC_RUNTIME};
 pub use cri::{ContainerBuilder, CriClient, CriError, PodBuilder};
 pub use cri_instance::{Pod, PodFootprint, SandboxImage};
 pub use ctr::Task;

@@ -11,30 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use mypod_tests::diff::{assert_same, Case, Setup};
-use mypod_tests::Containerd;
+use mypod_tests::{per_version, Containerd};
 use serde_json::{json, Value};
-
-/// One `#[test]` per containerd version, on an instance with both runc and mypod on
-/// containerd's PATH (`per_version!` builds instances without runc).
-macro_rules! diff_test {
-    ($name:ident) => {
-        diff_test!($name: v1_6, v1_7, v2_1);
-    };
-    ($name:ident: $($v:ident),+) => {
-        mod $name {
-            $(
-                #[test]
-                fn $v() {
-                    let c = mypod_tests::Containerd::builder(stringify!($v))
-                        .with_runc(true)
-                        .compat(true)
-                        .start();
-                    super::$name(&c);
-                }
-            )+
-        }
-    };
-}
 
 fn same(c: &Containerd, name: &str, setup: Setup, extra: &str) {
     assert_same(c, &Case { name, setup, extra });
@@ -54,13 +32,13 @@ fn caps(names: &[&str]) -> Value {
 fn default_ctr_spec(c: &Containerd) {
     same(c, "dflt", Setup::flags(&[]), "");
 }
-diff_test!(default_ctr_spec);
+per_version!(default_ctr_spec with mypod_tests::beside_runc);
 
 /// The default spec with a rootfs directory (`ctr run --config`).
 fn default_config_spec(c: &Containerd) {
     same(c, "cfg", Setup::config(|_, _| {}), "");
 }
-diff_test!(default_config_spec);
+per_version!(default_config_spec with mypod_tests::beside_runc);
 
 fn read_only_rootfs(c: &Containerd) {
     same(
@@ -70,7 +48,7 @@ fn read_only_rootfs(c: &Containerd) {
         "touch /x; echo touch-root=$?; touch /run/x; echo touch-run=$?",
     );
 }
-diff_test!(read_only_rootfs);
+per_version!(read_only_rootfs with mypod_tests::beside_runc);
 
 fn user_groups_umask(c: &Containerd) {
     same(
@@ -85,7 +63,7 @@ fn user_groups_umask(c: &Containerd) {
         "touch /tmp/f; stat -c '%a %u:%g' /tmp/f",
     );
 }
-diff_test!(user_groups_umask);
+per_version!(user_groups_umask with mypod_tests::beside_runc);
 
 /// Bounding set with CAP_SYS_ADMIN added and CAP_NET_RAW, CAP_CHOWN dropped; CAP_KILL also
 /// inheritable and ambient; a smaller effective set than permitted.
@@ -110,7 +88,7 @@ fn capabilities(c: &Containerd) {
         "",
     );
 }
-diff_test!(capabilities);
+per_version!(capabilities with mypod_tests::beside_runc);
 
 /// `ctr run --cap-add / --cap-drop`.
 fn capabilities_by_flags(c: &Containerd) {
@@ -128,7 +106,7 @@ fn capabilities_by_flags(c: &Containerd) {
         "",
     );
 }
-diff_test!(capabilities_by_flags);
+per_version!(capabilities_by_flags with mypod_tests::beside_runc);
 
 /// noNewPrivileges off, as a non-root user with ambient-free caps.
 fn no_new_privileges_off(c: &Containerd) {
@@ -142,7 +120,7 @@ fn no_new_privileges_off(c: &Containerd) {
         "",
     );
 }
-diff_test!(no_new_privileges_off);
+per_version!(no_new_privileges_off with mypod_tests::beside_runc);
 
 /// rlimits lowered (raising a hard limit needs CAP_SYS_RESOURCE, which this VM withholds).
 fn rlimits(c: &Containerd) {
@@ -161,7 +139,7 @@ fn rlimits(c: &Containerd) {
         "ulimit -n; ulimit -u",
     );
 }
-diff_test!(rlimits);
+per_version!(rlimits with mypod_tests::beside_runc);
 
 fn hostname_domainname(c: &Containerd) {
     same(
@@ -174,7 +152,7 @@ fn hostname_domainname(c: &Containerd) {
         "",
     );
 }
-diff_test!(hostname_domainname);
+per_version!(hostname_domainname with mypod_tests::beside_runc);
 
 /// Sysctls of namespaces the container owns (net, ipc).
 fn sysctls(c: &Containerd) {
@@ -194,7 +172,7 @@ fn sysctls(c: &Containerd) {
         "",
     );
 }
-diff_test!(sysctls);
+per_version!(sysctls with mypod_tests::beside_runc);
 
 /// Extra masked paths (a file, a directory, a missing path) and read-only paths.
 fn masked_and_readonly_paths(c: &Containerd) {
@@ -219,7 +197,7 @@ fn masked_and_readonly_paths(c: &Containerd) {
         "",
     );
 }
-diff_test!(masked_and_readonly_paths);
+per_version!(masked_and_readonly_paths with mypod_tests::beside_runc);
 
 /// A host directory that is a shared mount (so that rslave / rprivate show), with a file.
 fn shared_source(c: &Containerd) -> String {
@@ -265,7 +243,7 @@ fn mounts_with_options(c: &Containerd) {
          touch /mnt/slave/x; echo touch-slave=$?; rm -f /mnt/slave/x",
     );
 }
-diff_test!(mounts_with_options);
+per_version!(mounts_with_options with mypod_tests::beside_runc);
 
 /// Recursive mount options (mount_setattr): `rro` makes the bound tree read-only down to its
 /// submounts, where plain `ro` leaves a submount writable; `rnoexec` likewise.
@@ -316,7 +294,7 @@ fn recursive_mount_options(c: &Containerd) {
         assert!(extra.iter().any(|l| l == want), "{want} in {extra:#?}");
     }
 }
-diff_test!(recursive_mount_options);
+per_version!(recursive_mount_options with mypod_tests::beside_runc);
 
 /// linux.rootfsPropagation with a shared mount below the rootfs.
 fn rootfs_propagation(c: &Containerd) {
@@ -334,7 +312,7 @@ fn rootfs_propagation(c: &Containerd) {
         "",
     );
 }
-diff_test!(rootfs_propagation);
+per_version!(rootfs_propagation with mypod_tests::beside_runc);
 
 /// An extra device node, allowed by a device cgroup rule, and another one that the rules deny.
 fn devices(c: &Containerd) {
@@ -363,7 +341,7 @@ fn devices(c: &Containerd) {
          echo kmsg=$?",
     );
 }
-diff_test!(devices);
+per_version!(devices with mypod_tests::beside_runc);
 
 fn oom_score_adj(c: &Containerd) {
     same(
@@ -375,7 +353,7 @@ fn oom_score_adj(c: &Containerd) {
         "",
     );
 }
-diff_test!(oom_score_adj);
+per_version!(oom_score_adj with mypod_tests::beside_runc);
 
 /// A seccomp profile: mkdir/mkdirat → EXDEV; personality(PER_LINUX32) → ETXTBSY (an argument
 /// condition), other personalities allowed; chroot → the default errno (EPERM).
@@ -399,7 +377,7 @@ fn seccomp_errno_and_args(c: &Containerd) {
          echo linux64=$?",
     );
 }
-diff_test!(seccomp_errno_and_args);
+per_version!(seccomp_errno_and_args with mypod_tests::beside_runc);
 
 /// containerd's default seccomp profile (`ctr run --seccomp`).
 fn seccomp_default_profile(c: &Containerd) {
@@ -410,13 +388,13 @@ fn seccomp_default_profile(c: &Containerd) {
         "unshare -U true; echo unshare=$?",
     );
 }
-diff_test!(seccomp_default_profile);
+per_version!(seccomp_default_profile with mypod_tests::beside_runc);
 
 /// Host network (`ctr run --net-host`): the network namespace is the host's.
 fn host_network(c: &Containerd) {
     same(c, "hnet", Setup::flags(&["--net-host"]), "");
 }
-diff_test!(host_network);
+per_version!(host_network with mypod_tests::beside_runc);
 
 /// A new cgroup namespace.
 fn cgroup_namespace(c: &Containerd) {
@@ -427,7 +405,7 @@ fn cgroup_namespace(c: &Containerd) {
         "",
     );
 }
-diff_test!(cgroup_namespace);
+per_version!(cgroup_namespace with mypod_tests::beside_runc);
 
 /// A new user namespace with uid/gid maps (the rootfs shifted to the mapped root).
 fn user_namespace(c: &Containerd) {
@@ -449,7 +427,7 @@ fn user_namespace(c: &Containerd) {
         "cat /proc/self/uid_map /proc/self/gid_map; ls -ln /bin/busybox",
     );
 }
-diff_test!(user_namespace);
+per_version!(user_namespace with mypod_tests::beside_runc);
 
 fn chown_tree(root: &str, owner: &str) {
     assert!(Path::new(root).is_dir(), "rootfs {root}");

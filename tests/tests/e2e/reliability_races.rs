@@ -25,6 +25,43 @@ const T: Duration = Duration::from_secs(180);
 /// containerd's fds may stay this much above the start (see reliability_churn).
 const CONTAINERD_FD_SLACK: usize = 2;
 
+/// Asserts that every one of the calls made at once succeeded.
+fn all_ok<T>(results: &[Result<T, String>]) {
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        results.len()
+    );
+}
+
+/// After everything made at once was removed: waits for the instance's counts to come back
+/// to `base`, prints the figure `test` (what was `done`, create and remove seconds, shims,
+/// counts before / at the peak / after) and asserts nothing was left behind.
+fn settled_at_once(
+    c: &Containerd,
+    test: &str,
+    done: &str,
+    (create_secs, remove_secs): (f64, f64),
+    shims: usize,
+    base: &Counts,
+    peak: &Counts,
+) {
+    let (after, above) = settle(c, base, CONTAINERD_FD_SLACK, T);
+    let mut f = vec![
+        ("done", done.to_string()),
+        ("create_secs", format!("{create_secs:.1}")),
+        ("remove_secs", format!("{remove_secs:.1}")),
+        ("shims_while_running", shims.to_string()),
+    ];
+    f.extend(base.fields(&after));
+    f.extend(peak.peak_fields());
+    f.push(("lost", above.len().to_string()));
+    figure(test, c, &f);
+    assert!(above.is_empty(), "left behind: {above:?}");
+}
+
 /// Runs `f(i)` for i in 0..n, each on its own thread with its own CRI client, all at once
 /// (they wait for each other at a barrier before calling); returns the results in order.
 fn at_once<R: Send>(c: &Containerd, n: usize, f: impl Fn(&CriClient, usize) -> R + Sync) -> Vec<R> {
@@ -108,31 +145,22 @@ fn many_containers_in_one_pod_at_once(c: &Containerd) {
             .and_then(|()| cri.remove_container(&ids[i]))
             .map_err(|e| e.to_string())
     });
-    let failed: Vec<&String> = removed.iter().filter_map(|r| r.as_ref().err()).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {n} failed: {failed:?}",
-        failed.len()
-    );
+    all_ok(&removed);
     c.stop_and_remove_pod(&pod);
     let remove_secs = start.elapsed().as_secs_f64();
     c.assert_pod_gone(&fp, false, T);
-    let (after, above) = settle(c, &base, CONTAINERD_FD_SLACK, T);
-    let mut f = vec![
-        (
-            "done",
-            format!("{n} containers created at once in one pod, then removed at once"),
-        ),
-        ("create_secs", format!("{create_secs:.1}")),
-        ("remove_secs", format!("{remove_secs:.1}")),
-        ("running", format!("{n}/{n}")),
-        ("shims_while_running", shims.len().to_string()),
-    ];
-    f.extend(base.fields(&after));
-    f.extend(peak.peak_fields());
-    f.push(("lost", above.len().to_string()));
-    figure("containers_at_once", c, &f);
-    assert!(above.is_empty(), "left behind: {above:?}");
+    let done =
+        format!("{n} containers created at once in one pod, {n}/{n} running, then removed at once");
+    let secs = (create_secs, remove_secs);
+    settled_at_once(
+        c,
+        "containers_at_once",
+        &done,
+        secs,
+        shims.len(),
+        &base,
+        &peak,
+    );
 }
 per_version_cri!(many_containers_in_one_pod_at_once);
 
@@ -166,12 +194,7 @@ fn many_pods_at_once(c: &Containerd) {
         Ok::<(Pod, String), String>((pod, id))
     });
     let create_secs = start.elapsed().as_secs_f64();
-    let failed: Vec<&String> = made.iter().filter_map(|r| r.as_ref().err()).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {n} failed: {failed:?}",
-        failed.len()
-    );
+    all_ok(&made);
     let pods: Vec<(Pod, String)> = made.into_iter().map(Result::unwrap).collect();
     for (_, id) in &pods {
         let st = c.wait_container_state(id, ContainerState::ContainerRunning, T);
@@ -203,31 +226,13 @@ fn many_pods_at_once(c: &Containerd) {
             .map_err(|e| e.to_string())
     });
     let remove_secs = start.elapsed().as_secs_f64();
-    let failed: Vec<&String> = removed.iter().filter_map(|r| r.as_ref().err()).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {n} failed: {failed:?}",
-        failed.len()
-    );
+    all_ok(&removed);
     for fp in &fps {
         c.assert_pod_gone(fp, true, T);
     }
-    let (after, above) = settle(c, &base, CONTAINERD_FD_SLACK, T);
-    let mut f = vec![
-        (
-            "done",
-            format!("{n} pods made at once, then removed at once"),
-        ),
-        ("create_secs", format!("{create_secs:.1}")),
-        ("remove_secs", format!("{remove_secs:.1}")),
-        ("running", format!("{n}/{n}")),
-        ("shims_while_running", shims.len().to_string()),
-    ];
-    f.extend(base.fields(&after));
-    f.extend(peak.peak_fields());
-    f.push(("lost", above.len().to_string()));
-    figure("pods_at_once", c, &f);
-    assert!(above.is_empty(), "left behind: {above:?}");
+    let done = format!("{n} pods made at once, {n}/{n} running, then removed at once");
+    let secs = (create_secs, remove_secs);
+    settled_at_once(c, "pods_at_once", &done, secs, shims.len(), &base, &peak);
 }
 per_version_cri!(many_pods_at_once);
 

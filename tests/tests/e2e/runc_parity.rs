@@ -9,31 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mypod_tests::containerd::RUNC_RUNTIME;
-use mypod_tests::Containerd;
+use mypod_tests::{per_version, Containerd};
 use serde_json::{json, Value};
-
-/// One test per containerd version, on an instance with runc's shim beside mypod and
-/// mypod in its runc-compatible configuration (no pod user namespace or default seccomp
-/// profile, host access allowed), so both runtimes judge the same spec.
-macro_rules! parity_test {
-    ($name:ident) => {
-        parity_test!($name: v1_6, v1_7, v2_1);
-    };
-    ($name:ident: $($v:ident),+) => {
-        mod $name {
-            $(
-                #[test]
-                fn $v() {
-                    let c = mypod_tests::Containerd::builder(stringify!($v))
-                        .with_runc(true)
-                        .compat(true)
-                        .start();
-                    super::$name(&c);
-                }
-            )+
-        }
-    };
-}
 
 /// A spec edit, the field mypod's error must name, and whether runc refuses it too.
 struct Case {
@@ -335,7 +312,7 @@ fn specs_runc_refuses_are_refused(c: &Containerd) {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
-parity_test!(specs_runc_refuses_are_refused);
+per_version!(specs_runc_refuses_are_refused with mypod_tests::beside_runc);
 
 /// An exec's process gets the same checks (runc's `runc exec` refuses a relative cwd), and
 /// a refused exec leaves its container running and answering execs.
@@ -375,4 +352,4 @@ fn exec_process_is_checked(c: &Containerd) {
         c.assert_clean(id);
     }
 }
-parity_test!(exec_process_is_checked);
+per_version!(exec_process_is_checked with mypod_tests::beside_runc);

@@ -7,13 +7,13 @@
 use std::fs;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim::shim_ttrpc_async::TaskClient;
-use mypod_tests::{per_version, Containerd};
+use mypod_tests::{per_version, task_rpc, Containerd};
 use serde_json::json;
 use ttrpc::Code;
 
@@ -21,34 +21,15 @@ use super::{assert_says, row, Sibling, GROUP, GROUP_KEY};
 
 type Answer = Result<(), (Code, String)>;
 
-/// Sends one request on a fresh connection to the shim at `sock`; the answer and how long
-/// it took. Panics if the shim does not answer within 20 s.
+/// Sends one request to the shim at `sock` ([`task_rpc::call`]), keeping only whether it was
+/// accepted.
 fn call<F, Fut, T>(sock: &Path, f: F) -> (Answer, Duration)
 where
     F: FnOnce(TaskClient, ttrpc::context::Context) -> Fut,
     Fut: Future<Output = ttrpc::Result<T>>,
 {
-    let address = format!("unix://{}", sock.display());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let start = Instant::now();
-    let res = rt.block_on(async {
-        let client = ttrpc::asynchronous::Client::connect(&address)
-            .await
-            .unwrap_or_else(|e| panic!("connect {address}: {e}"));
-        let ctx = ttrpc::context::with_timeout(Duration::from_secs(15).as_nanos() as i64);
-        tokio::time::timeout(Duration::from_secs(20), f(TaskClient::new(client), ctx)).await
-    });
-    let took = start.elapsed();
-    let res = res.unwrap_or_else(|_| panic!("the shim at {address} did not answer in 20 s"));
-    let answer = match res {
-        Ok(_) => Ok(()),
-        Err(ttrpc::Error::RpcStatus(s)) => Err((s.code(), s.message.clone())),
-        Err(e) => panic!("request to {address}: {e}"),
-    };
-    (answer, took)
+    let (answer, took) = task_rpc::call(sock, f);
+    (answer.map(|_| ()), took)
 }
 
 /// Asserts a refusal with `code` whose message says `needles`, records the row and checks
