@@ -56,6 +56,8 @@ pub struct Stdio {
     /// Terminal mode: the shim's ends (stdin FIFO to read, stdout FIFO to write).
     term_in: Option<File>,
     term_out: Option<File>,
+    /// After [`Stdio::release`]: output FIFOs with no reader yet, for [`Stdio::take_linger`].
+    lingering: Vec<File>,
 }
 
 fn open_err<'a>(
@@ -188,12 +190,18 @@ impl Stdio {
         self.stdin_copy.take()
     }
 
-    /// The process has exited: let readers see EOF. An output FIFO that no reader has
-    /// opened yet comes back as a [`Linger`]: closing it now would drop what the process
-    /// wrote and leave a reader that is still opening (containerd opens its ends
-    /// asynchronously) blocked forever in open(2), waiting for a writer.
-    pub fn release(&mut self) -> Option<Linger> {
-        let mut keep = Vec::new();
+    /// The process has exited: let readers see EOF (once; later calls find nothing).
+    ///
+    /// An output FIFO that no reader has opened yet is kept for [`Stdio::take_linger`]:
+    /// closing it now would drop what the process wrote and leave a reader that is still
+    /// opening blocked forever in open(2), waiting for a writer. A FIFO whose reader has
+    /// not read everything yet comes back as [`Draining`]: its reader may still be getting
+    /// ready (containerd's reader is opened by a goroutine that may not have run yet), and
+    /// the exit should not be reported before it has read the output — containerd gives up
+    /// on a reader that is not ready when it handles the exit, and what is in the pipe is
+    /// lost.
+    pub fn release(&mut self) -> Option<Draining> {
+        let mut draining = Vec::new();
         // No fork of ours may hold a copy of a read end while we look for readers.
         let _quiet = crate::forks::quiet();
         for hold in self.holds.drain(..) {
@@ -206,12 +214,20 @@ impl Stdio {
             drop(hold);
             if let Ok(w) = w {
                 if !has_reader(&w) {
-                    keep.push(w);
+                    self.lingering.push(w);
+                } else if unread(&w) > 0 {
+                    draining.push(w);
                 }
             }
         }
         self.stdin_copy = None;
         self.term_in = None;
+        (!draining.is_empty()).then_some(Draining(draining))
+    }
+
+    /// The output FIFOs [`Stdio::release`] found without a reader (once).
+    pub fn take_linger(&mut self) -> Option<Linger> {
+        let keep = std::mem::take(&mut self.lingering);
         (!keep.is_empty()).then_some(Linger(keep))
     }
 }
@@ -227,6 +243,32 @@ impl Linger {
     pub fn settle(&mut self) -> bool {
         self.0.retain(|w| !has_reader(w));
         self.0.is_empty()
+    }
+}
+
+/// Write ends of output FIFOs whose reader has not yet read all the exited process
+/// wrote; the caller reports the exit once [`Draining::settle`] says they are read.
+#[derive(Debug)]
+pub struct Draining(Vec<File>);
+
+impl Draining {
+    /// Closes the ends whose FIFO is empty now (or has lost its reader); true when none
+    /// is left.
+    pub fn settle(&mut self) -> bool {
+        self.0.retain(|w| has_reader(w) && unread(w) > 0);
+        self.0.is_empty()
+    }
+}
+
+/// Bytes in a pipe not read yet (FIONREAD works on either end); 0 on error.
+fn unread(w: &File) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points at `n`.
+    let r = unsafe { libc::ioctl(w.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if r < 0 {
+        0
+    } else {
+        usize::try_from(n).unwrap_or(0)
     }
 }
 
@@ -400,13 +442,20 @@ mod tests {
         let mut w = File::from(stdout);
         w.write_all(b"hello").unwrap();
         drop(w);
+        let mut draining = s.release().expect("the reader has not read it yet");
         assert!(
-            s.release().is_none(),
+            s.take_linger().is_none(),
             "a FIFO with a reader does not linger"
         );
-        let mut got = String::new();
-        reader.read_to_string(&mut got).unwrap();
-        assert_eq!(got, "hello");
+        assert!(s.release().is_none(), "released once");
+        assert!(!draining.settle(), "nothing read yet");
+        let mut got = [0u8; 5];
+        reader.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello");
+        assert!(draining.settle(), "read: the write end goes");
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "", "then EOF");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -423,7 +472,8 @@ mod tests {
         let [_, stdout, _] = s.take_child().unwrap();
         File::from(stdout).write_all(b"early").unwrap();
         // The process is gone before anyone opened the FIFO for reading.
-        let mut linger = s.release().expect("no reader yet: the output lingers");
+        assert!(s.release().is_none(), "no reader: nothing to wait for");
+        let mut linger = s.take_linger().expect("no reader yet: the output lingers");
         assert!(!linger.settle(), "still no reader");
         // A blocking open for reading succeeds only because a writer is still there.
         let mut reader = File::open(&out).unwrap();

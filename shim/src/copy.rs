@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use mypod_sandbox::stdio::Linger;
+use mypod_sandbox::stdio::{Draining, Linger};
 use mypod_sandbox::ExitStatus;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{oneshot, watch};
@@ -180,4 +180,19 @@ pub fn linger(mut l: Linger, mut gone: watch::Receiver<Option<ExitStatus>>) {
             wait = (wait * 2).min(std::time::Duration::from_millis(500));
         }
     });
+}
+
+/// Waits until an exited process's output has been read from its FIFOs (checked every
+/// 1–16 ms), for at most `max`; true when it was.
+pub async fn drained(mut d: Draining, max: std::time::Duration) -> bool {
+    let until = tokio::time::Instant::now() + max;
+    let mut wait = std::time::Duration::from_millis(1);
+    while !d.settle() {
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_millis(16));
+    }
+    true
 }

@@ -51,7 +51,7 @@ use crate::pod_userns::PodUsernsSlot;
 use crate::policy::Policy;
 use crate::process::{PidFd, ProcessError};
 use crate::spec::SpecError;
-use crate::stdio::{Linger, Stdio, StdioError, StdioPaths};
+use crate::stdio::{Draining, Linger, Stdio, StdioError, StdioPaths};
 use crate::stuck::Trace;
 use crate::wire::WireError;
 
@@ -204,6 +204,14 @@ impl Process {
     #[must_use]
     pub fn on_exit(&mut self) -> Option<Linger> {
         self.chan = None;
+        drop(self.stdio.release());
+        self.stdio.take_linger()
+    }
+
+    /// The process was reaped: its output FIFOs are let go ([`Stdio::release`]); those
+    /// whose reader has not read everything yet come back, for the exit to wait on.
+    #[must_use]
+    pub fn release_output(&mut self) -> Option<Draining> {
         self.stdio.release()
     }
 }

@@ -3,9 +3,8 @@
 
 use mypod_sandbox::container::ExecOpts;
 
-use super::table::{
-    apply_exit, not_found, ContainerHandle, Exec, PendingExec, Phase, ProcState, Table,
-};
+use super::exits::apply_exit;
+use super::table::{not_found, ContainerHandle, Exec, PendingExec, Phase, ProcState, Table};
 use super::types::{Deleted, Event, EventSink, ExecRequest};
 use super::{start_copies, Pod, Result};
 use crate::error::ServiceError;

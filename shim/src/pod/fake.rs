@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use mypod_sandbox::container::ContainerError;
-use mypod_sandbox::stdio::Linger;
+use mypod_sandbox::stdio::{Draining, Linger};
 use mypod_sandbox::ExitStatus;
 
 use super::table::{ContainerHandle, Entry, Phase, ProcState, ProcessHandle, Table};
@@ -21,6 +21,10 @@ pub struct FakeProcess {
 impl ProcessHandle for FakeProcess {
     fn on_exit(&mut self) -> Option<Linger> {
         self.exits += 1;
+        None
+    }
+
+    fn release_output(&mut self) -> Option<Draining> {
         None
     }
 }

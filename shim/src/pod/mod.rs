@@ -6,13 +6,15 @@
 //! and returns plain types ([`types`]); `crate::convert` maps them to containerd's
 //! messages at the service edge.
 //!
-//! - [`table`]: the container table and its exit bookkeeping (testable with fakes).
+//! - [`table`]: the container table (testable with fakes).
+//! - [`exits`]: applying exits, once the output they leave is read.
 //! - [`lifecycle`]: create, start, delete, wait, state of containers.
 //! - [`exec`]: adding, starting and deleting execs.
 //! - [`control`]: kill, pause, update, stats, stdio, OOM events, shutdown, teardown.
 
 mod control;
 mod exec;
+mod exits;
 #[cfg(test)]
 mod fake;
 mod lifecycle;
@@ -23,11 +25,10 @@ mod table;
 mod types;
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
 
 use mypod_sandbox::cgroup::Layout;
 use mypod_sandbox::container::Launcher;
-use mypod_sandbox::{Container, ExitStatus, Process};
+use mypod_sandbox::{Container, Process};
 use tokio::sync::Notify;
 
 use crate::copy;
@@ -95,15 +96,6 @@ impl Pod {
         // A panic while holding the lock would abort (panic=abort), so poisoning
         // cannot be observed; recover the guard anyway.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A reaped child: a process of one of our containers, or a helper.
-    pub fn on_exit(&self, pid: i32, code: u32) {
-        let exit = ExitStatus {
-            code,
-            at: SystemTime::now(),
-        };
-        self.lock().on_exit(pid, exit, self.events.as_ref());
     }
 }
 

@@ -1,20 +1,17 @@
-//! The container table: entries, phases, per-process state and exit bookkeeping.
-//!
-//! An exit is applied to the process whose pid it is; while that process's Start is
-//! still finishing it waits in `pending_exit`; an exit no process claims yet (a process
-//! can die before its RPC returns) is kept in `unclaimed` until one records its pid.
-//! Generic over the container handle so the bookkeeping runs in tests with fakes.
+//! The container table: entries, phases and per-process state (exits are applied by
+//! `exits`). Generic over the container handle so the bookkeeping runs in tests with fakes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use mypod_sandbox::container::ContainerError;
-use mypod_sandbox::stdio::{Linger, StdioPaths};
+use mypod_sandbox::stdio::{Draining, Linger, StdioPaths};
 use mypod_sandbox::{Container, ExitStatus, Process};
 use tokio::sync::{watch, Notify};
 
 use super::control::AbortOnDrop;
-use super::types::{Event, EventSink};
+use super::exits::apply_exit;
+use super::types::EventSink;
 use super::Result;
 use crate::copy;
 use crate::error::ServiceError;
@@ -45,6 +42,8 @@ pub(super) struct ProcState {
     /// CloseIO came before the process existed (ctr's stdin copy races Start).
     pub stdin_closed: bool,
     pub exit_tx: watch::Sender<Option<ExitStatus>>,
+    /// Reaped, its exit not applied yet: it waits until the output is read (`exits`).
+    pub reaped: bool,
 }
 
 impl ProcState {
@@ -61,6 +60,7 @@ impl ProcState {
             pending_seen: Arc::new(Notify::new()),
             stdin_closed: false,
             exit_tx: watch::channel(None).0,
+            reaped: false,
         }
     }
 }
@@ -69,6 +69,8 @@ impl ProcState {
 pub(super) trait ProcessHandle {
     /// The process exited (see [`Process::on_exit`]).
     fn on_exit(&mut self) -> Option<Linger>;
+    /// The process was reaped (see [`Process::release_output`]).
+    fn release_output(&mut self) -> Option<Draining>;
 }
 
 /// What the bookkeeping needs of a container.
@@ -82,6 +84,10 @@ pub(super) trait ContainerHandle {
 impl ProcessHandle for Process {
     fn on_exit(&mut self) -> Option<Linger> {
         Process::on_exit(self)
+    }
+
+    fn release_output(&mut self) -> Option<Draining> {
+        Process::release_output(self)
     }
 }
 
@@ -229,73 +235,6 @@ impl<C: ContainerHandle> Table<C> {
         }
         self.containers.insert(id.to_string(), entry);
     }
-
-    /// Records a reaped pid's exit: applied to its process, deferred while that process's
-    /// Start finishes, or kept for a process that has not recorded its pid yet.
-    pub fn on_exit(&mut self, pid: i32, exit: ExitStatus, events: &dyn EventSink) {
-        for (id, e) in self.containers.iter_mut() {
-            let exec_id = if e.init.pid == pid && e.init.exit.is_none() {
-                String::new()
-            } else if let Some((x, _)) = e
-                .execs
-                .iter()
-                .find(|(_, x)| x.state.pid == pid && x.state.exit.is_none())
-            {
-                x.clone()
-            } else {
-                continue;
-            };
-            if exec_id.is_empty() && !e.container.owns_pid_namespace() {
-                // No pid namespace of its own dies with the init: kill what is left of
-                // the container (its execs and their children) now, as runc-v2 does.
-                if let Err(err) = e.container.signal_all(libc::SIGKILL) {
-                    log::warn!("{id}: kill the processes left after its init exited: {err}");
-                }
-            }
-            let Some((process, state)) = e.proc_mut(&exec_id) else {
-                continue;
-            };
-            if state.phase == Phase::Starting {
-                state.pending_exit = Some(exit);
-                state.pending_seen.notify_one();
-            } else {
-                apply_exit(events, id, &exec_id, process, state, exit);
-            }
-            return;
-        }
-        if self.unclaimed.len() >= 256 {
-            self.unclaimed.remove(0);
-        }
-        self.unclaimed.push((pid, exit));
-    }
-}
-
-/// The process exited: its state says so, waiters wake, TaskExit is reported.
-pub(super) fn apply_exit<P: ProcessHandle>(
-    events: &dyn EventSink,
-    id: &str,
-    exec_id: &str,
-    process: &mut P,
-    state: &mut ProcState,
-    exit: ExitStatus,
-) {
-    state.phase = Phase::Stopped;
-    state.exit = Some(exit);
-    let linger = process.on_exit();
-    state.stdin_closer = None;
-    state.exit_tx.send_replace(Some(exit));
-    if let Some(l) = linger {
-        // Subscribed after the exit was sent: the receiver wakes only when the
-        // process's state is dropped (Delete).
-        copy::linger(l, state.exit_tx.subscribe());
-    }
-    events.emit(Event::Exit {
-        id: id.to_string(),
-        exec_id: exec_id.to_string(),
-        pid: state.pid,
-        exit,
-    });
-    log::info!("{id} {exec_id} exited with {}", exit.code);
 }
 
 #[cfg(test)]

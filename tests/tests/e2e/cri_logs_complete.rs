@@ -1,6 +1,6 @@
 //! Issue 16: the logs of short-lived containers are complete. A container that prints and
 //! exits at once races its output against its exit: whatever it wrote must be in its CRI log
-//! file, every time.
+//! file, every time (under load: `reliability_output`).
 
 use std::fs;
 use std::path::Path;
@@ -12,7 +12,7 @@ use mypod_tests::{per_version_cri, ContainerBuilder, Containerd};
 
 const T: Duration = Duration::from_secs(20);
 /// Lines each container prints.
-const LINES: u32 = 100;
+pub const LINES: u32 = 100;
 
 /// How many containers `short_lived_container_logs_are_complete` runs: env MYPOD_LOG_RUNS,
 /// default 200.
@@ -26,7 +26,7 @@ fn runs() -> u32 {
 
 /// The messages of the stdout lines of a CRI log, partial (`P`) lines joined to the line they
 /// continue.
-fn stdout_messages(path: &Path) -> Vec<String> {
+pub fn stdout_messages(path: &Path) -> Vec<String> {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines = parse_cri_log(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut out = Vec::new();

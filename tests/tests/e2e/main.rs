@@ -33,6 +33,7 @@ mod process_config;
 mod reliability_churn;
 mod reliability_faults;
 mod reliability_fifo;
+mod reliability_output;
 mod reliability_races;
 mod reliability_setup_faults;
 mod reliability_support;
