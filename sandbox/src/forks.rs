@@ -83,9 +83,10 @@ mod tests {
         File::from(forked_r).read_exact(&mut b).unwrap();
         let (done_tx, done_rx) = mpsc::channel();
         let releaser = std::thread::spawn(move || {
-            let linger = stdio.release();
+            let draining = stdio.release();
             done_tx.send(()).unwrap();
-            linger
+            assert!(draining.is_none(), "no reader: nothing to wait for");
+            stdio.take_linger()
         });
         let released_early = done_rx.recv_timeout(Duration::from_millis(300)).is_ok();
         File::from(go_w).write_all(b"g").unwrap();

@@ -2,9 +2,13 @@
 //! once stopped (Delete).
 
 use mypod_sandbox::container::ExecOpts;
+use mypod_sandbox::stdio::Draining;
+use mypod_sandbox::ExitStatus;
 
 use super::exits::apply_exit;
-use super::table::{not_found, ContainerHandle, Exec, PendingExec, Phase, ProcState, Table};
+use super::table::{
+    not_found, ContainerHandle, Exec, PendingExec, Phase, ProcState, ProcessHandle, Table,
+};
 use super::types::{Deleted, Event, EventSink, ExecRequest};
 use super::{start_copies, Pod, Result};
 use crate::error::ServiceError;
@@ -83,10 +87,16 @@ impl Pod {
         if state.stdin_closed {
             state.stdin_closer = None;
         }
-        if let Err(x) = st.exec_started(id, exec_id, Exec { process, state }, self.events.as_ref())
-        {
-            let _ = x.process.signal(libc::SIGKILL);
-            return Err(not_found(id, ""));
+        match st.exec_started(id, exec_id, Exec { process, state }, self.events.as_ref()) {
+            Err(x) => {
+                let _ = x.process.signal(libc::SIGKILL);
+                return Err(not_found(id, ""));
+            }
+            Ok(Some((exit, draining))) => {
+                drop(st);
+                self.exit_when_read(id.into(), exec_id.into(), pid, exit, draining);
+            }
+            Ok(None) => {}
         }
         log::info!("exec {exec_id} in {id}: pid {pid}");
         Ok(pid)
@@ -96,6 +106,9 @@ impl Pod {
         self.lock().delete_exec(id, exec_id)
     }
 }
+
+/// An exit to apply once the output it left is read.
+pub(super) type ExitLater = (ExitStatus, Draining);
 
 impl<C: ContainerHandle> Table<C> {
     /// Records an exec to be started later; only in a running container, under an id
@@ -142,14 +155,15 @@ impl<C: ContainerHandle> Table<C> {
     }
 
     /// An exec's process runs: record it (applying an exit its pid already had) and
-    /// report TaskExecStarted. The exec comes back if its container is gone.
+    /// report TaskExecStarted. The exec comes back if its container is gone. An exit it
+    /// already had whose output is unread comes back, to be applied once it is read.
     pub fn exec_started(
         &mut self,
         id: &str,
         exec_id: &str,
         mut exec: Exec<C::Process>,
         events: &dyn EventSink,
-    ) -> std::result::Result<(), Box<Exec<C::Process>>> {
+    ) -> std::result::Result<Option<ExitLater>, Box<Exec<C::Process>>> {
         let unclaimed = self.take_unclaimed(exec.state.pid);
         let Some(e) = self.containers.get_mut(id) else {
             return Err(Box::new(exec));
@@ -159,18 +173,25 @@ impl<C: ContainerHandle> Table<C> {
             exec_id: exec_id.to_string(),
             pid: exec.state.pid,
         });
+        let mut later = None;
         if let Some(exit) = unclaimed {
-            apply_exit(
-                events,
-                id,
-                exec_id,
-                &mut exec.process,
-                &mut exec.state,
-                exit,
-            );
+            match exec.process.release_output() {
+                Some(d) => {
+                    exec.state.reaped = true;
+                    later = Some((exit, d));
+                }
+                None => apply_exit(
+                    events,
+                    id,
+                    exec_id,
+                    &mut exec.process,
+                    &mut exec.state,
+                    exit,
+                ),
+            }
         }
         e.execs.insert(exec_id.to_string(), exec);
-        Ok(())
+        Ok(later)
     }
 
     /// Forgets an exec: one never started at once, a started one once it stopped.

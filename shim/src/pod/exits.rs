@@ -7,7 +7,6 @@
 //! containerd handles an exit by cancelling its own readers that are still opening, and
 //! what is left in the pipe is then lost (seen with short-lived containers under load).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mypod_sandbox::stdio::Draining;
@@ -144,24 +143,39 @@ pub(super) fn apply_exit<P: ProcessHandle>(
 
 impl Pod {
     /// A reaped child: a process of one of our containers, or a helper. An exit whose
-    /// output is still unread is applied once it is read (on the runtime), else now.
-    pub fn on_exit(self: &Arc<Self>, pid: i32, code: u32) {
+    /// output is still unread is applied once it is read, else now.
+    pub fn on_exit(&self, pid: i32, code: u32) {
         let exit = ExitStatus {
             code,
             at: std::time::SystemTime::now(),
         };
         let mut t = self.lock();
-        let (id, exec_id, draining) = match t.reaped(pid) {
-            Reaped::Unknown => return t.on_exit(pid, exit, self.events.as_ref()),
-            Reaped::Now(id, exec_id) => (id, exec_id, None),
-            Reaped::Drain(id, exec_id, d) => (id, exec_id, Some(d)),
-        };
-        let Some(draining) = draining.filter(|_| tokio::runtime::Handle::try_current().is_ok())
-        else {
-            return t.exit_of(&id, &exec_id, pid, exit, self.events.as_ref());
-        };
-        drop(t);
-        let pod = self.clone();
+        match t.reaped(pid) {
+            Reaped::Unknown => t.on_exit(pid, exit, self.events.as_ref()),
+            Reaped::Now(id, exec_id) => t.exit_of(&id, &exec_id, pid, exit, self.events.as_ref()),
+            Reaped::Drain(id, exec_id, d) => {
+                drop(t);
+                self.exit_when_read(id, exec_id, pid, exit, d);
+            }
+        }
+    }
+
+    /// Applies the exit of process (`id`, `exec_id`), marked reaped, once its output is
+    /// read ([`DRAIN_WAIT`] at most), on the runtime (at once without one).
+    pub(super) fn exit_when_read(
+        &self,
+        id: String,
+        exec_id: String,
+        pid: i32,
+        exit: ExitStatus,
+        draining: Draining,
+    ) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self
+                .lock()
+                .exit_of(&id, &exec_id, pid, exit, self.events.as_ref());
+        }
+        let (table, events) = (self.state.clone(), self.events.clone());
         tokio::spawn(async move {
             if !copy::drained(draining, DRAIN_WAIT).await {
                 log::warn!(
@@ -169,8 +183,9 @@ impl Pod {
                      exit; reporting the exit anyway"
                 );
             }
-            pod.lock()
-                .exit_of(&id, &exec_id, pid, exit, pod.events.as_ref());
+            // A panic while holding the lock aborts (panic=abort): never poisoned.
+            let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+            t.exit_of(&id, &exec_id, pid, exit, events.as_ref());
         });
     }
 }

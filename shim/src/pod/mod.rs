@@ -64,7 +64,7 @@ impl EventSink for Events {
 
 /// The pod this shim serves.
 pub struct Pod {
-    state: Mutex<Table<Container>>,
+    state: Arc<Mutex<Table<Container>>>,
     events: Arc<Events>,
     /// The pod as a sandbox (containerd 2.x Sandbox API), once CreateSandbox made it.
     sandbox: Mutex<Option<sandbox::SandboxState>>,
@@ -80,7 +80,7 @@ impl Pod {
     /// A pod with no containers yet.
     pub fn new(events: Arc<dyn EventSink>, layout: Layout, launcher: Launcher) -> Pod {
         Pod {
-            state: Mutex::new(Table::default()),
+            state: Arc::new(Mutex::new(Table::default())),
             events: Arc::new(Events {
                 inner: events,
                 quiet: Mutex::new(None),
