@@ -88,7 +88,6 @@ impl<C: ContainerHandle> Table<C> {
         if state.pid != pid || state.exit.is_some() {
             return;
         }
-        state.reaped = false;
         if state.phase == Phase::Starting {
             state.pending_exit = Some(exit);
             state.pending_seen.notify_one();
@@ -97,19 +96,24 @@ impl<C: ContainerHandle> Table<C> {
         }
     }
 
-    /// Records a reaped pid's exit at once (its output, if unread, is not waited for).
+    /// Records a reaped pid's exit at once, not waiting for unread output: the unit
+    /// tests' synchronous form of [`Pod::on_exit`].
+    #[cfg(test)]
     pub fn on_exit(&mut self, pid: i32, exit: ExitStatus, events: &dyn EventSink) {
         match self.reaped(pid) {
             Reaped::Now(id, exec_id) | Reaped::Drain(id, exec_id, _) => {
                 self.exit_of(&id, &exec_id, pid, exit, events)
             }
-            Reaped::Unknown => {
-                if self.unclaimed.len() >= 256 {
-                    self.unclaimed.remove(0);
-                }
-                self.unclaimed.push((pid, exit));
-            }
+            Reaped::Unknown => self.keep_unclaimed(pid, exit),
         }
+    }
+
+    /// Keeps the exit of a pid no process records yet (the newest 256).
+    fn keep_unclaimed(&mut self, pid: i32, exit: ExitStatus) {
+        if self.unclaimed.len() >= 256 {
+            self.unclaimed.remove(0);
+        }
+        self.unclaimed.push((pid, exit));
     }
 }
 
@@ -151,7 +155,7 @@ impl Pod {
         };
         let mut t = self.lock();
         match t.reaped(pid) {
-            Reaped::Unknown => t.on_exit(pid, exit, self.events.as_ref()),
+            Reaped::Unknown => t.keep_unclaimed(pid, exit),
             Reaped::Now(id, exec_id) => t.exit_of(&id, &exec_id, pid, exit, self.events.as_ref()),
             Reaped::Drain(id, exec_id, d) => {
                 drop(t);

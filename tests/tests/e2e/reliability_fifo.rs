@@ -256,6 +256,23 @@ fn wait_in_background(
     rx
 }
 
+fn create(sock: &Path, id: &str, bundle: &Path, stdout: &Path) {
+    call(sock, |t, x| {
+        let req = create_req(id, bundle, stdout);
+        async move { t.create(x, &req).await }
+    })
+    .unwrap_or_else(|e| panic!("Create {id}: {e:?}"));
+}
+
+fn delete(sock: &Path, id: &str) {
+    call(sock, |t, x| {
+        let mut req = DeleteRequest::new();
+        req.id = id.into();
+        async move { t.delete(x, &req).await }
+    })
+    .unwrap_or_else(|e| panic!("Delete {id}: {e:?}"));
+}
+
 fn start(sock: &Path, id: &str, exec_id: &str) {
     call(sock, |t, x| {
         let mut req = StartRequest::new();
@@ -312,18 +329,9 @@ fn exit_waits_for_its_output(c: &Containerd) {
     let b = bundle(c, "held", &lines_script(SHORT, 3));
     let out = b.join("stdout");
     let reader = fifo_with_idle_reader(&out);
-    call(&sock, |t, x| {
-        let req = create_req("held", &b, &out);
-        async move { t.create(x, &req).await }
-    })
-    .expect("Create");
+    create(&sock, "held", &b, &out);
     held_until_read(c, &sock, ("held", ""), reader, 3);
-    call(&sock, |t, x| {
-        let mut req = DeleteRequest::new();
-        req.id = "held".into();
-        async move { t.delete(x, &req).await }
-    })
-    .expect("Delete");
+    delete(&sock, "held");
 
     // The same for an exec.
     let exec_out = b.join("exec-stdout");
@@ -351,11 +359,7 @@ fn exit_waits_for_its_output(c: &Containerd) {
     let b = bundle(c, "idle", &lines_script(SHORT, 0));
     let out = b.join("stdout");
     let reader = fifo_with_idle_reader(&out);
-    call(&sock, |t, x| {
-        let req = create_req("idle", &b, &out);
-        async move { t.create(x, &req).await }
-    })
-    .expect("Create");
+    create(&sock, "idle", &b, &out);
     let waited = wait_in_background(&sock, "idle", "");
     std::thread::sleep(Duration::from_millis(50));
     let t0 = Instant::now();
@@ -370,12 +374,7 @@ fn exit_waits_for_its_output(c: &Containerd) {
         "an unread output holds the exit back about 2 s: {took:?}"
     );
     assert_eq!(read_lines(reader, SHORT), SHORT, "read late: nothing lost");
-    call(&sock, |t, x| {
-        let mut req = DeleteRequest::new();
-        req.id = "idle".into();
-        async move { t.delete(x, &req).await }
-    })
-    .expect("Delete");
+    delete(&sock, "idle");
 
     assert_sibling(c, sib.pid, &shims, 1);
     let _ = fs::remove_dir_all(c.dir().join("fifobundles"));
