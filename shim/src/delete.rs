@@ -58,6 +58,29 @@ pub fn run(args: &Args) -> Result<Vec<u8>, String> {
     r.write_to_bytes().map_err(|e| e.to_string())
 }
 
+/// Marks `bundle`'s container as this shim's, as `start` does (its `shim.pid`), unless it
+/// is marked already. containerd 2.1+ runs no `start` for the containers of a version-3
+/// sandbox shim (see `start::bootstrap`); without the mark, a `delete` after a dropped
+/// connection could not tell this live shim's container from a dead shim's.
+pub fn claim(bundle: &std::path::Path) {
+    use std::io::{ErrorKind, Write};
+    let path = bundle.join("shim.pid");
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(mut f) => {
+            if let Err(e) = f.write_all(std::process::id().to_string().as_bytes()) {
+                log::warn!("write {}: {e}", path.display());
+            }
+        }
+        // Already marked; or no bundle, which Create itself reports.
+        Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::NotFound) => {}
+        Err(e) => log::warn!("write {}: {e}", path.display()),
+    }
+}
+
 /// Whether `pid` is gone, a zombie, or exiting (PF_EXITING in /proc/PID/stat's flags).
 fn exiting(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

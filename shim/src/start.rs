@@ -35,9 +35,31 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     move |source| StartError::Io { what, source }
 }
 
-/// Runs `start` in the bundle directory (cwd); returns the address to print.
+/// The shim API version `start` announces for a pod sandbox (see [`bootstrap`]).
+const SANDBOX_API_VERSION: u32 = 3;
+
+/// What `start` prints: the bare address (shim API version 2, which every containerd
+/// reads) for a container; for a pod sandbox (containerd 2.x's Sandbox API: a bundle with
+/// no config.json, which containerd 1.6 and 1.7 never make) the bootstrap parameters of
+/// version 3, whose containers containerd 2.1+ then creates on this shim without running
+/// `start` again for each (its `ShimManager.Start`), as it does for runc-v2's pods. The
+/// shim serves the Task API under both names (see `service::services`).
+fn bootstrap(address: &str, sandbox: bool) -> String {
+    if !sandbox {
+        return address.to_string();
+    }
+    serde_json::json!({
+        "version": SANDBOX_API_VERSION,
+        "address": address,
+        "protocol": "ttrpc",
+    })
+    .to_string()
+}
+
+/// Runs `start` in the bundle directory (cwd); returns what to print (see [`bootstrap`]).
 pub fn run(args: &Args) -> Result<String, StartError> {
     let bundle = std::env::current_dir().map_err(io("current dir"))?;
+    let sandbox = !bundle.join("config.json").exists();
     // Validate runtime.toml now, so a bad file fails the pod's start naming the key.
     let config = match Config::source_from_stdin()? {
         Some((text, origin)) => Config::parse(&text, &origin)?,
@@ -71,7 +93,7 @@ pub fn run(args: &Args) -> Result<String, StartError> {
     }
     written?;
     drop(lock);
-    Ok(address)
+    Ok(bootstrap(&address, sandbox))
 }
 
 /// Writes the bundle's `address` and `shim.pid` (the server's: `pid` if we just started
@@ -273,5 +295,15 @@ mod tests {
         assert_eq!(oom_score_for_shim(-999), -998);
         assert_eq!(oom_score_for_shim(0), 1);
         assert_eq!(oom_score_for_shim(1000), 1000);
+    }
+
+    #[test]
+    fn a_sandbox_announces_version_3_a_container_the_bare_address() {
+        let a = "unix:///run/containerd/s/mypod-1";
+        assert_eq!(bootstrap(a, false), a);
+        let v: serde_json::Value = serde_json::from_str(&bootstrap(a, true)).unwrap();
+        assert_eq!(v["version"], 3);
+        assert_eq!(v["protocol"], "ttrpc");
+        assert_eq!(v["address"], a);
     }
 }

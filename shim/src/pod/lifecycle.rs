@@ -53,7 +53,11 @@ impl Pod {
             terminal: req.terminal,
         };
         let layout = self.layout.clone();
-        let made = match tokio::task::spawn_blocking(move || Container::create(opts, &layout)).await
+        let made = match tokio::task::spawn_blocking(move || {
+            crate::delete::claim(&opts.bundle);
+            Container::create(opts, &layout)
+        })
+        .await
         {
             Ok(Err(e)) => Ok(Err(self.explain_setup_death(e).await)),
             other => other,
