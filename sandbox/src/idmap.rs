@@ -8,9 +8,7 @@
 //! oci-spec does not model these fields, so they are read from the raw config.json.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -116,24 +114,12 @@ pub fn parse(config: &[u8]) -> Result<Vec<MountIdmap>, IdmapError> {
     Ok(out)
 }
 
-/// `<exe> userns`: the holder of a new user namespace, whose maps the shim writes;
-/// it exits when its stdin closes. Never returns.
-pub fn hold_main() -> ! {
-    let mut buf = [0u8; 1];
-    // SAFETY: read(2) into a live one-byte buffer; _exit ends the process.
-    unsafe {
-        while libc::read(0, buf.as_mut_ptr().cast(), 1) > 0 {}
-        libc::_exit(0)
-    }
-}
-
 /// Makes the detached idmapped mount of each `maps` entry; `source` gives the host
 /// path of a mount's source; `pod` is the pod's user namespace, for the entries mapped
 /// through it. Returns (mount index, mount fd).
 pub fn prepare(
     maps: &[MountIdmap],
     source: impl Fn(usize) -> Option<PathBuf>,
-    exe: &Path,
     pod: Option<BorrowedFd<'_>>,
 ) -> Result<Vec<(usize, OwnedFd)>, IdmapError> {
     let mut out = Vec::new();
@@ -154,8 +140,8 @@ pub fn prepare(
         let userns = match (m.pod, pod) {
             (true, Some(ns)) => ns,
             _ => {
-                own = userns_with(&m.uid, &m.gid, exe)
-                    .map_err(sys("user namespace with the mappings"))?;
+                own =
+                    userns_with(&m.uid, &m.gid).map_err(sys("user namespace with the mappings"))?;
                 own.as_fd()
             }
         };
@@ -184,31 +170,12 @@ pub fn clone_tree(src: &Path) -> std::io::Result<OwnedFd> {
     open_tree(src, true)
 }
 
-/// A user namespace with these mappings: a holder process unshares it, we write its
-/// maps and keep a descriptor of it, and the holder exits.
-pub(crate) fn userns_with(
-    uid: &[IdRange],
-    gid: &[IdRange],
-    exe: &Path,
-) -> std::io::Result<OwnedFd> {
-    let mut cmd = Command::new(exe);
-    cmd.arg("userns")
-        .env_clear()
-        .current_dir("/")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: unshare(2) only, between fork and exec: async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let (mut child, watch) = process::spawn_watched(&mut cmd)?;
-    let pid = child.id();
+/// A user namespace with these mappings: a child cloned into it waits while we write its
+/// maps and open a descriptor of it, then exits; the namespace lives on in the descriptor.
+pub(crate) fn userns_with(uid: &[IdRange], gid: &[IdRange]) -> std::io::Result<OwnedFd> {
+    let (wait, release) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let child = process::clone_waiting(libc::CLONE_NEWUSER, wait.as_raw_fd())?;
+    let pid = child.pid();
     let result = (|| {
         let text = |r: &[IdRange]| {
             r.iter()
@@ -220,9 +187,9 @@ pub(crate) fn userns_with(
         let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
         Ok(OwnedFd::from(ns))
     })();
-    // Closing its stdin ends the holder; the namespace lives on in our descriptor.
-    drop(child.stdin.take());
-    let _ = watch.wait();
+    // The last write end closes: the child reads end-of-file and exits.
+    drop(release);
+    let _ = child.wait();
     result
 }
 
@@ -280,6 +247,53 @@ pub fn attach(tree: i32, target: i32) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The namespace has the maps written, and its holder child is gone. Needs root;
+    /// skipped otherwise.
+    #[test]
+    fn a_made_namespace_has_its_maps_and_no_holder_left() {
+        use std::os::unix::process::CommandExt;
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let uid = [IdRange {
+            container_id: 0,
+            host_id: 300_000,
+            size: 65536,
+        }];
+        let gid = [IdRange {
+            container_id: 0,
+            host_id: 400_000,
+            size: 1000,
+        }];
+        let ns = userns_with(&uid, &gid).unwrap();
+        // The holder has exited: no process is in the namespace.
+        let st = nix::sys::stat::fstat(ns.as_raw_fd()).unwrap();
+        assert!(!crate::userns_pool::userns_in_use((st.st_dev, st.st_ino)));
+        let fd = ns.as_raw_fd();
+        let mut cmd = std::process::Command::new("cat");
+        cmd.args(["/proc/self/uid_map", "/proc/self/gid_map"]);
+        // SAFETY: setns(2) only, in the forked child before exec: async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWUSER) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            [["0", "300000", "65536"], ["0", "400000", "1000"]],
+            "{text}"
+        );
+    }
 
     #[test]
     fn mappings_are_read_and_checked() {

@@ -3,8 +3,8 @@
 //!
 //! The shim takes a range of [`RANGE`] host ids from the host-wide pool
 //! ([`crate::userns_pool`]), makes a user namespace mapping container ids `0..65536` to
-//! it (a short-lived holder process unshares it; the shim writes its maps from outside
-//! and keeps a descriptor), and keeps both for the pod's life. The same namespace
+//! it (a short-lived child is cloned into it; the shim writes its maps from outside and
+//! keeps a descriptor), and keeps both for the pod's life. The same namespace
 //! idmaps the rootfs and every bind mount (see `container/create.rs`), so files keep the
 //! owners they have on disk and container root writes files owned by host root.
 //!
@@ -12,7 +12,7 @@
 //! copy of the namespace's descriptor to join it, and setns(2) leaves nothing behind.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::idmap::IdRange;
@@ -49,13 +49,12 @@ pub struct PodUserns {
 }
 
 impl PodUserns {
-    /// Takes a range from `pool` and makes the namespace; `exe` is the holder binary (the
-    /// shim's own, run as `<exe> userns`).
-    pub fn create(pool: &Pool, hint: u64, exe: &Path) -> Result<PodUserns, PodUsernsError> {
+    /// Takes a range from `pool` and makes the namespace.
+    pub fn create(pool: &Pool, hint: u64) -> Result<PodUserns, PodUsernsError> {
         let mut lease = pool.take(hint)?;
         let first = lease.first;
         let map = pod_map(first);
-        let ns = crate::idmap::userns_with(&map, &map, exe)
+        let ns = crate::idmap::userns_with(&map, &map)
             .map_err(|source| PodUsernsError::Make { first, source })?;
         let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&ns)).map_err(|e| {
             PodUsernsError::Make {
@@ -111,7 +110,6 @@ impl PodUsernsSlot {
         &self,
         pool: IdPool,
         hint: &str,
-        exe: &Path,
     ) -> Result<Arc<PodUserns>, PodUsernsError> {
         // One Create at a time makes it; a panic elsewhere leaves a usable value.
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -123,7 +121,7 @@ impl PodUsernsSlot {
             start: pool.start,
             size: pool.size,
         };
-        let ns = Arc::new(PodUserns::create(&pool, hash(hint), exe)?);
+        let ns = Arc::new(PodUserns::create(&pool, hash(hint))?);
         *slot = Some(ns.clone());
         Ok(ns)
     }

@@ -1,7 +1,7 @@
 //! Process handles: pidfds for race-free signalling, exit statuses, and reaping.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -191,7 +191,45 @@ pub fn spawn_watched(cmd: &mut Command) -> std::io::Result<(Child, Watch)> {
     Ok((child, Watch { pid }))
 }
 
+/// Clones a child into the new namespaces `ns_flags` (`CLONE_NEW*`) that only waits until
+/// `wait_fd` reads end-of-file (every write end closed), then exits: a holder whose
+/// `/proc/PID` files (a user namespace's id maps, its `ns/*` links) the caller uses
+/// meanwhile. No exec and no second binary: the child is a copy of this process that
+/// shares its descriptor table (`CLONE_FILES`), so it holds no copies of our descriptors
+/// (a FIFO's read end among them, see [`crate::forks`]); closing the write end in this
+/// process ends it.
+pub fn clone_waiting(ns_flags: libc::c_int, wait_fd: std::os::fd::RawFd) -> std::io::Result<Watch> {
+    let flags = (ns_flags | libc::CLONE_FILES | libc::SIGCHLD) as libc::c_ulong;
+    // Held from before the clone until the pid is registered (see spawn_watched).
+    let mut w = watched();
+    // SAFETY: clone(2) without CLONE_VM and with a null stack forks: the child runs on a
+    // copy of this thread's stack and memory. The child may be the copy of a
+    // multi-threaded process, so it calls only read(2) and _exit(2), which are
+    // async-signal-safe, on a buffer of its own stack, and never returns; the parent
+    // continues normally.
+    let pid = unsafe {
+        let pid = libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize);
+        if pid == 0 {
+            let mut buf = [0u8; 1];
+            while libc::read(wait_fd, buf.as_mut_ptr().cast(), 1) > 0 {}
+            libc::_exit(0);
+        }
+        pid
+    };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let pid = pid as i32;
+    w.insert(pid, None);
+    Ok(Watch { pid })
+}
+
 impl Watch {
+    /// The child's pid (valid until it is reaped, which the Watch sees).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// The exit code (128+signal when killed) once the child has exited.
     pub fn try_status(&self) -> Option<u32> {
         let mut w = watched();
@@ -225,6 +263,18 @@ impl Watch {
 
     /// Blocks until the child has exited; its exit code.
     pub fn wait(&self) -> Option<u32> {
+        if let Some(c) = self.try_status() {
+            return Some(c);
+        }
+        // Sleep until it exits (its pidfd turns readable), at most as long as the loop
+        // below would poll.
+        if let Some(fd) = self.pidfd() {
+            let mut p = [nix::poll::PollFd::new(
+                fd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let _ = nix::poll::poll(&mut p, 10_000u16);
+        }
         for _ in 0..5000 {
             if let Some(c) = self.try_status() {
                 return Some(c);
@@ -232,6 +282,18 @@ impl Watch {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         None
+    }
+}
+
+impl Watch {
+    /// A pidfd of the child while it is not reaped. Opened under the registry's lock, which
+    /// [`reap_all`] holds while it reaps: an unreaped pid is still our child's.
+    fn pidfd(&self) -> Option<OwnedFd> {
+        let w = watched();
+        if !w.get(&self.pid).is_some_and(|s| s.is_none()) {
+            return None;
+        }
+        PidFd::open(self.pid).ok().map(|p| p.fd)
     }
 }
 

@@ -22,7 +22,7 @@ pub struct Args {
     pub version: bool,
     /// `-info`: print the RuntimeInfo protobuf (containerd 2.x).
     pub info: bool,
-    /// `start`, `delete`, `init`, `userns`, or empty; `serve` in the server `start` forks.
+    /// `start`, `delete`, `init`, or empty; `serve` in the server `start` forks.
     pub action: String,
 }
 

@@ -27,12 +27,9 @@ mod start;
 
 use std::io::Write;
 
-/// The shim's entry point: `init` and `userns` helpers, `start`, `delete`, `-info`, `-v`.
+/// The shim's entry point: the `init` helper, `start`, `delete`, `-info`, `-v`.
 pub fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.first().map(String::as_str) == Some("userns") {
-        mypod_sandbox::idmap::hold_main();
-    }
     if argv.first().map(String::as_str) == Some("init") {
         mypod_sandbox::init::main();
     }

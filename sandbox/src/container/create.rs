@@ -74,11 +74,10 @@ fn pod_userns(
     if let Some(p) = spec.process() {
         crate::pod_userns::check_user("process.user", p.user())?;
     }
-    let ns = opts.launcher.userns.get_or_create(
-        policy.userns_pool,
-        &opts.id,
-        opts.launcher.init_exe.path(),
-    )?;
+    let ns = opts
+        .launcher
+        .userns
+        .get_or_create(policy.userns_pool, &opts.id)?;
     Ok(Some(ns))
 }
 
@@ -200,13 +199,8 @@ impl Container {
                 let s = mounts.get(i)?.source().clone()?;
                 Some(if s.is_absolute() { s } else { base.join(s) })
             };
-            crate::idmap::prepare(
-                idmaps,
-                source,
-                opts.launcher.init_exe.path(),
-                pod_ns.as_ref().map(|ns| ns.fd()),
-            )
-            .map_err(SpecError::from)?
+            crate::idmap::prepare(idmaps, source, pod_ns.as_ref().map(|ns| ns.fd()))
+                .map_err(SpecError::from)?
         };
         t.mark("idmap-binds");
         let userns = match &pod_ns {

@@ -364,13 +364,15 @@ fn shim_binary_is_read_only_through_proc_exe(c: &Containerd) {
             report.display()
         ),
     ];
-    let attacker = "printf '#!/proc/self/exe userns\\n' > /evil && chmod +x /evil || exit 1
+    // `-info` copies stdin to the end (held open by the exec below): the re-exec'd shim
+    // stays up while the attacker looks for it.
+    let attacker = "printf '#!/proc/self/exe -info\\n' > /evil && chmod +x /evil || exit 1
         : > /report/ready
         p=; i=0
         while [ -z \"$p\" ] && [ $i -lt 400 ]; do
           for d in /proc/[0-9]*; do
             case \"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\" in
-              '/proc/self/exe userns /evil '*) p=${d#/proc/} ;;
+              '/proc/self/exe -info /evil '*) p=${d#/proc/} ;;
             esac
           done
           i=$((i+1)); usleep 50000
