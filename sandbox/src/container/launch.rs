@@ -163,7 +163,21 @@ impl Launching {
                 how: String::new(),
             },
         };
-        wire::send(&mut chan, &req).map_err(|e| died(e.into(), pid_out))?;
+        // With the compiled filter the helper has no use for the profile (its JSON is most
+        // of the request): it is left out of what is sent, not out of the spec.
+        let profile = match req.seccomp {
+            Some(_) => req
+                .spec
+                .linux_mut()
+                .as_mut()
+                .and_then(|l| l.seccomp_mut().take()),
+            None => None,
+        };
+        let sent = wire::send(&mut chan, &req);
+        if let (Some(p), Some(l)) = (profile, req.spec.linux_mut().as_mut()) {
+            l.set_seccomp(Some(p));
+        }
+        sent.map_err(|e| died(e.into(), pid_out))?;
         if let Some(tree) = rootfs_tree {
             console::send_fd(chan.as_raw_fd(), tree.as_raw_fd())
                 .map_err(|e| died(e.into(), pid_out))?;
