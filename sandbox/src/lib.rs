@@ -36,6 +36,7 @@ pub(crate) mod sysctl;
 pub(crate) mod timing;
 pub mod userns_pool;
 pub(crate) mod wire;
+pub mod zygote;
 
 /// mypod's default seccomp profile (`seccomp = "default"`): [`seccomp_default::profile`],
 /// [`seccomp_default::profile_for`], the [`seccomp_default::DENIED`] table.

@@ -224,6 +224,15 @@ pub fn clone_waiting(ns_flags: libc::c_int, wait_fd: std::os::fd::RawFd) -> std:
     Ok(Watch { pid })
 }
 
+/// Registers the child that `start` forks (returning its pid) as watched, as
+/// [`spawn_watched`] does for a `Command`.
+pub fn watch_spawned<E>(start: impl FnOnce() -> Result<i32, E>) -> Result<Watch, E> {
+    let mut w = watched();
+    let pid = start()?;
+    w.insert(pid, None);
+    Ok(Watch { pid })
+}
+
 impl Watch {
     /// The child's pid (valid until it is reaped, which the Watch sees).
     pub fn pid(&self) -> i32 {

@@ -67,7 +67,7 @@ pub struct Spawned {
 }
 
 /// Why the child failed before its exec: the step, sent with the errno.
-const CHILD_STEPS: [&str; 5] = [
+pub(crate) const CHILD_STEPS: [&str; 5] = [
     "duplicate a descriptor",
     "place a descriptor",
     "chdir /",
@@ -152,7 +152,7 @@ pub fn spawn(s: &Spawn) -> Result<Spawned, SpawnError> {
     Err(SpawnError::Child { what, errno })
 }
 
-fn open_cgroup(path: &Path) -> Result<OwnedFd, SpawnError> {
+pub(crate) fn open_cgroup(path: &Path) -> Result<OwnedFd, SpawnError> {
     nix::fcntl::open(
         path,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -192,8 +192,16 @@ const CLONE_ARGS_SIZE_VER0: usize = 64;
 /// child, the child's pid in the parent. glibc's fork wrapper is bypassed, so the child
 /// must only make async-signal-safe system calls and exec.
 fn fork(cgroup: Option<RawFd>) -> Result<i32, Errno> {
+    clone_into(0, cgroup)
+}
+
+/// [`fork`] with clone flags `flags` added (`CLONE_PARENT`: the child is our parent's,
+/// and then takes our exit signal, so none is asked for).
+pub(crate) fn clone_into(flags: u64, cgroup: Option<RawFd>) -> Result<i32, Errno> {
+    let parent = flags & libc::CLONE_PARENT as u64 != 0;
     let mut args = CloneArgs {
-        exit_signal: libc::SIGCHLD as u64,
+        flags,
+        exit_signal: if parent { 0 } else { libc::SIGCHLD as u64 },
         ..Default::default()
     };
     let mut size = CLONE_ARGS_SIZE_VER0;
@@ -210,9 +218,15 @@ fn fork(cgroup: Option<RawFd>) -> Result<i32, Errno> {
     }
     match Errno::last() {
         Errno::ENOSYS if cgroup.is_none() => {
-            // SAFETY: clone with only SIGCHLD is fork(2) without glibc's bookkeeping;
-            // the child continues on a copy of this stack.
-            let r = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+            let flags = flags as libc::c_ulong
+                | if parent {
+                    0
+                } else {
+                    libc::SIGCHLD as libc::c_ulong
+                };
+            // SAFETY: clone with SIGCHLD (or CLONE_PARENT) is fork(2) without glibc's
+            // bookkeeping; the child continues on a copy of this stack.
+            let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
             Errno::result(r).map(|pid| pid as i32)
         }
         errno => Err(errno),
@@ -242,39 +256,8 @@ impl Child<'_> {
             },
             None => None,
         };
-        let mut high = [-1 as RawFd; MAX_FDS];
-        for (i, (src, _)) in self.fds.iter().enumerate() {
-            // SAFETY: fcntl on an fd number; async-signal-safe.
-            let h = unsafe { libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
-            if h < 0 {
-                self.fail(0);
-            }
-            high[i] = h;
-        }
-        for (i, (_, dst)) in self.fds.iter().enumerate() {
-            // SAFETY: dup2 on fd numbers; async-signal-safe. Every source is at HIGH_FD
-            // or above and every target below, so no placement overwrites a source.
-            if unsafe { libc::dup2(high[i], *dst) } < 0 {
-                self.fail(1);
-            }
-        }
-        // SAFETY: chdir with a NUL-terminated literal; async-signal-safe.
-        if unsafe { libc::chdir(c"/".as_ptr()) } < 0 {
-            self.fail(2);
-        }
-        // SAFETY: sigprocmask and sigaction with stack values; both async-signal-safe.
-        // The caller may block signals or ignore SIGPIPE (Rust's runtime does); the
-        // child starts with neither, as std::process::Command does.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) < 0
-                || libc::sigaction(libc::SIGPIPE, &dfl, std::ptr::null_mut()) < 0
-            {
-                self.fail(3);
-            }
+        if let Err(step) = place_fds(self.fds).and_then(|()| reset_cwd_and_signals()) {
+            self.fail(step);
         }
         // SAFETY: the pointers were made from CStrings and NULL-terminated arrays that
         // the parent keeps alive (this is its copied memory); execve is async-signal-safe.
@@ -308,8 +291,57 @@ impl Child<'_> {
     }
 }
 
+/// In a new child: places `fds` (source, number in the child, every number below
+/// [`HIGH_FD`]), each without close-on-exec. Only fcntl and dup2: async-signal-safe. On
+/// failure, the step of [`CHILD_STEPS`] that failed (errno tells why).
+pub(crate) fn place_fds(fds: &[(RawFd, RawFd)]) -> Result<(), u8> {
+    if fds.len() > MAX_FDS {
+        return Err(1);
+    }
+    let mut high = [-1 as RawFd; MAX_FDS];
+    for (i, (src, _)) in fds.iter().enumerate() {
+        // SAFETY: fcntl on an fd number; async-signal-safe.
+        let h = unsafe { libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
+        if h < 0 {
+            return Err(0);
+        }
+        high[i] = h;
+    }
+    for (i, (_, dst)) in fds.iter().enumerate() {
+        // SAFETY: dup2 on fd numbers; async-signal-safe. Every source is at HIGH_FD or
+        // above and every target below, so no placement overwrites a source.
+        if unsafe { libc::dup2(high[i], *dst) } < 0 {
+            return Err(1);
+        }
+    }
+    Ok(())
+}
+
+/// In a new child: cwd `/`, no blocked signal and SIGPIPE's default action (the caller
+/// may block signals or ignore SIGPIPE, as Rust's runtime does), as std::process::Command
+/// starts a child. Async-signal-safe; on failure the step of [`CHILD_STEPS`].
+pub(crate) fn reset_cwd_and_signals() -> Result<(), u8> {
+    // SAFETY: chdir with a NUL-terminated literal; async-signal-safe.
+    if unsafe { libc::chdir(c"/".as_ptr()) } < 0 {
+        return Err(2);
+    }
+    // SAFETY: sigprocmask and sigaction with stack values; both async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) < 0
+            || libc::sigaction(libc::SIGPIPE, &dfl, std::ptr::null_mut()) < 0
+        {
+            return Err(3);
+        }
+    }
+    Ok(())
+}
+
 /// Reads until `buf` is full or EOF; returns the bytes read.
-fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
+pub(crate) fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
     let mut n = 0;
     while n < buf.len() {
         // SAFETY: reads into the unfilled tail of `buf`, which we own.

@@ -188,6 +188,7 @@ impl Harness {
             namespace: "fuzz".into(),
             policy: mypod_sandbox::Policy::default(),
             userns: Default::default(),
+            zygote: Default::default(),
         };
         let pod = Arc::new(Pod::new(Arc::new(Discard), layout, launcher));
         let services = crate::service::services(pod.clone());

@@ -31,6 +31,9 @@ use std::io::Write;
 pub fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("init") {
+        if mypod_sandbox::zygote::is_zygote() {
+            mypod_sandbox::zygote::main();
+        }
         mypod_sandbox::init::main();
     }
     let args = match args::Args::parse(argv) {

@@ -161,7 +161,11 @@ async fn serve(
         namespace: args.namespace.clone(),
         policy: config.sandbox.policy(),
         userns: Default::default(),
+        zygote: Default::default(),
     };
+    // The helpers' fork server starts beside the serving, not before it.
+    let (zygote, exe) = (launcher.zygote.clone(), launcher.init_exe.clone());
+    tokio::task::spawn_blocking(move || zygote.start(&exe));
     let pod = Arc::new(Pod::new(Arc::new(events.clone()), layout, launcher));
     // SAFETY: `fd` is the listening socket `start` bound, released from its UnixListener:
     // the server takes sole ownership.

@@ -166,18 +166,21 @@ fn spawn_server(args: &Args, sock: &Path, group: &str, config: Config) -> Result
     // containerd runs `start` with its own credentials: our uid is containerd's. The server
     // lets only it and root connect (crate::peer).
     let containerd_uid = nix::unistd::getuid().as_raw();
+    let oom_score = shim_oom_score();
     // SAFETY: this process is single-threaded (`start` starts no thread; checked just
     // above), so the child is a complete copy that may allocate, lock and run any code.
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(io("fork the serving shim")(e.into())),
         Ok(ForkResult::Child) => {
+            if let Some(score) = oom_score {
+                set_own_oom_score(score);
+            }
             let code = become_server(args, sock, group, config, listener, helper, containerd_uid);
             std::process::exit(code)
         }
         Ok(ForkResult::Parent { child }) => {
             let pid = child.as_raw() as u32;
             let _ = fs::write(sock.with_extension("pid"), pid.to_string());
-            adjust_oom_score(pid);
             Ok(pid)
         }
     }
@@ -263,25 +266,26 @@ fn close_fds_except(keep: &[RawFd]) {
     }
 }
 
-/// Gives the serving shim containerd's oom_score_adj + 1 (at most 1000), as containerd's
-/// runc shim does: under memory pressure the kernel picks a shim before containerd, and
-/// the pod's containers (usually scored higher by the kubelet) before their shim.
-/// Failure is logged, not fatal: the shim works with the score it inherited.
-fn adjust_oom_score(pid: u32) {
+/// The serving shim's oom_score_adj: containerd's (`start`'s parent's) + 1, at most 1000,
+/// as containerd's runc shim does: under memory pressure the kernel picks a shim before
+/// containerd, and the pod's containers (usually scored higher by the kubelet) before
+/// their shim. Setting it is not fatal: the shim works with the score it inherited.
+fn shim_oom_score() -> Option<i32> {
     let ppid = std::os::unix::process::parent_id();
-    let parent = fs::read_to_string(format!("/proc/{ppid}/oom_score_adj"))
+    fs::read_to_string(format!("/proc/{ppid}/oom_score_adj"))
         .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok());
-    let Some(parent) = parent else {
-        return;
-    };
-    let score = oom_score_for_shim(parent);
-    if let Err(e) = fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string()) {
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .map(oom_score_for_shim)
+}
+
+/// Sets this process's oom_score_adj (the server's, first thing: what it starts, the
+/// zygote among them, inherits it).
+fn set_own_oom_score(score: i32) {
+    if let Err(e) = fs::write("/proc/self/oom_score_adj", score.to_string()) {
         log::warn!("set the shim's oom_score_adj to {score}: {e}");
     }
 }
 
-/// containerd's score + 1, capped at the kernel's maximum.
 fn oom_score_for_shim(containerd: i32) -> i32 {
     (containerd + 1).min(1000)
 }

@@ -34,6 +34,27 @@ pub fn ppid(pid: u32) -> Option<u32> {
     stat_fields(pid)?.get(1)?.parse().ok()
 }
 
+/// A pod shim's zygote (mypod's fork server for setup helpers): a `<shim> init` child of
+/// the shim that stays in the shim's own cgroups, where a helper, the pod holder and the
+/// containers live in theirs.
+pub fn is_zygote(pid: u32) -> bool {
+    let Some(parent) = ppid(pid) else {
+        return false;
+    };
+    let cgroups = |p: u32| fs::read_to_string(format!("/proc/{p}/cgroup")).ok();
+    cmdline(pid).is_some_and(|c| c.split_whitespace().last() == Some("init"))
+        && cgroups(pid).is_some()
+        && cgroups(pid) == cgroups(parent)
+}
+
+/// The children of `pid`, but for a shim's zygote ([`is_zygote`]).
+pub fn children_but_zygote(pid: u32) -> Vec<u32> {
+    pids()
+        .into_iter()
+        .filter(|&p| ppid(p) == Some(pid) && !is_zygote(p))
+        .collect()
+}
+
 /// Alive and not a zombie.
 pub fn alive(pid: u32) -> bool {
     matches!(stat_fields(pid), Some(f) if f.first().map(String::as_str) != Some("Z"))

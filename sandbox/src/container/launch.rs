@@ -102,7 +102,7 @@ impl Launching {
             FIRST_TREE_FD + tree_fds.len() as i32 - 1
         });
         let (chan, trace, in_cgroup) = spawn_init(
-            &launcher.init_exe,
+            launcher,
             child_stdio,
             console.as_ref().map(|(_, t)| t.as_raw_fd()),
             &tree_fds,
@@ -236,7 +236,7 @@ const MAX_TREES: usize = 32;
 /// in the cgroup2 directory `cgroup2` if given. Returns the shim's end of the channel,
 /// the trace of the launch, and whether the helper was born in `cgroup2`.
 fn spawn_init(
-    exe: &HelperExe,
+    launcher: &Launcher,
     stdio: [OwnedFd; 3],
     console: Option<i32>,
     trees: &[i32],
@@ -264,17 +264,7 @@ fn spawn_init(
             .enumerate()
             .map(|(i, fd)| (*fd, FIRST_TREE_FD + i as i32)),
     );
-    let child = spawn::spawn(&spawn::Spawn {
-        exe: exe.path(),
-        exe_fd: Some(exe.fd()),
-        args: &["init"],
-        fds: &fds,
-        cgroup: cgroup2,
-    })
-    .map_err(|source| ContainerError::Spawn {
-        exe: exe.path().to_path_buf(),
-        source,
-    })?;
+    let child = spawn_helper(launcher, &fds, cgroup2)?;
     let trace = Trace {
         helper: child.pid,
         process: None,
@@ -284,4 +274,42 @@ fn spawn_init(
     drop(stdio);
     drop(theirs);
     Ok((ours, trace, child.in_cgroup))
+}
+
+/// Starts `<exe> init` with `fds` in place: forked by the pod's zygote when it runs, else
+/// exec'd (see [`crate::zygote`]).
+fn spawn_helper(
+    launcher: &Launcher,
+    fds: &[(i32, i32)],
+    cgroup2: Option<&Path>,
+) -> Result<spawn::Spawned, ContainerError> {
+    let exe: &HelperExe = &launcher.init_exe;
+    if let Some(z) = launcher.zygote.get() {
+        match z.spawn(fds, cgroup2) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                log::warn!(
+                    "zygote (pid {}): {e}; helpers are exec'd from now on",
+                    z.pid()
+                );
+                launcher.zygote.stop();
+                // A request the zygote may have read may have forked a helper on these
+                // very descriptors: only one it never took is tried again by exec.
+                if e.may_have_forked() {
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    spawn::spawn(&spawn::Spawn {
+        exe: exe.path(),
+        exe_fd: Some(exe.fd()),
+        args: &["init"],
+        fds,
+        cgroup: cgroup2,
+    })
+    .map_err(|source| ContainerError::Spawn {
+        exe: exe.path().to_path_buf(),
+        source,
+    })
 }

@@ -91,6 +91,9 @@ pub enum ContainerError {
     /// Compiling `linux.seccomp` (the shim compiles it for the helper).
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    /// The zygote took a helper's request and did not answer (see [`crate::zygote`]).
+    #[error(transparent)]
+    Zygote(#[from] crate::zygote::ZygoteError),
     #[error("start init helper {exe}: {source}")]
     Spawn {
         exe: PathBuf,
@@ -130,6 +133,8 @@ pub struct Launcher {
     /// The pod's user namespace under `user_namespace = "pod"`, made with the pod's
     /// first container (the shim serves one pod, so one slot per shim).
     pub userns: Arc<PodUsernsSlot>,
+    /// The shim's fork server for helpers, once started (see [`crate::zygote`]).
+    pub zygote: Arc<crate::zygote::ZygoteSlot>,
 }
 
 /// What Create needs.

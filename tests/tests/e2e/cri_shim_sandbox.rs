@@ -51,11 +51,12 @@ fn sh(c: &Containerd, id: &str, script: &str) -> String {
     out
 }
 
-/// The pod holder: the shim's child that is none of `containers`' processes.
+/// The pod holder: the shim's child that is none of `containers`' processes (nor the
+/// shim's zygote).
 fn holder_of(shim: u32, containers: &[u32]) -> u32 {
-    let kids: Vec<u32> = procfs::pids()
+    let kids: Vec<u32> = procfs::children_but_zygote(shim)
         .into_iter()
-        .filter(|&p| procfs::ppid(p) == Some(shim) && !containers.contains(&p))
+        .filter(|p| !containers.contains(p))
         .collect();
     assert_eq!(kids.len(), 1, "one pod holder under shim {shim}: {kids:?}");
     kids[0]

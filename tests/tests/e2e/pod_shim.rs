@@ -186,3 +186,96 @@ fn a_reused_id_right_after_its_pod_ended_is_served(c: &Containerd) {
     }
 }
 per_version!(a_reused_id_right_after_its_pod_ended_is_served);
+
+/// The shim's zygote (`<shim> init` with MYPOD_INIT_ZYGOTE in its environment): a child of
+/// `shim`, waited for a while (it starts beside the serving).
+fn zygote_of(shim: u32) -> Option<u32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = zygote_of_now(shim);
+        if found.is_some() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Each pod shim runs one zygote that forks the pod's setup helpers. Killed, the pod goes
+/// on: the next container is set up by an exec'd helper (its parent is the shim, it runs),
+/// and no zygote is started again. A pod's zygote ends with its shim.
+fn zygote_serves_the_pod_and_ends_with_it(c: &Containerd) {
+    if !c.is_mypod() {
+        return; // mypod's own helper.
+    }
+    c.run_detached("a", &[GROUP], &["sleep", "1000"]);
+    let shim = one_shim(c);
+    let zygote = zygote_of(shim).expect("the pod shim runs a zygote");
+    assert!(
+        procfs::cmdline(zygote).is_some_and(|l| l.split_whitespace().last() == Some("init")),
+        "the zygote is `<shim> init`: {:?}",
+        procfs::cmdline(zygote)
+    );
+    // The zygote sleeps on its socket: an exec in the pod wakes it (its helper is asked of
+    // it), nothing else does.
+    let woken = |p: u32| {
+        procfs::status(p).and_then(|s| {
+            procfs::status_field(&s, "voluntary_ctxt_switches")?
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    let before = woken(zygote).expect("the zygote's status");
+    c.ctr(&["tasks", "exec", "--exec-id", "z1", "a", "/bin/true"])
+        .assert_success();
+    let after = woken(zygote).expect("the zygote's status");
+    assert!(
+        after > before,
+        "the exec's helper came from the zygote ({before} -> {after})"
+    );
+    // SAFETY: kill(2) of a pid this test just found as the shim's child and that is alive.
+    assert_eq!(unsafe { libc::kill(zygote as i32, libc::SIGKILL) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procfs::alive(zygote) {
+        assert!(Instant::now() < deadline, "zygote {zygote} still alive");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.run_detached("b", &[GROUP], &["sleep", "1000"]);
+    let b = c.wait_task_status("b", "RUNNING", Duration::from_secs(10));
+    assert_eq!(
+        procfs::ppid(b.pid),
+        Some(shim),
+        "b's parent is the pod shim"
+    );
+    assert_eq!(one_shim(c), shim);
+    assert_eq!(
+        zygote_of_now(shim),
+        None,
+        "no second zygote after the first was lost"
+    );
+    c.kill_and_remove("a");
+    c.kill_and_remove("b");
+    c.assert_clean("b");
+
+    // A fresh pod: its zygote is gone once its last container is.
+    c.run_detached("c", &[GROUP], &["sleep", "1000"]);
+    let shim = one_shim(c);
+    let zygote = zygote_of(shim).expect("the new pod shim runs a zygote");
+    c.kill_and_remove("c");
+    c.assert_clean("c");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procfs::alive(zygote) {
+        assert!(
+            Instant::now() < deadline,
+            "zygote {zygote} outlived its pod"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+per_version!(zygote_serves_the_pod_and_ends_with_it);
+
+/// [`zygote_of`] without waiting.
+fn zygote_of_now(shim: u32) -> Option<u32> {
+    procfs::pids()
+        .into_iter()
+        .find(|&p| procfs::ppid(p) == Some(shim) && procfs::is_zygote(p))
+}
