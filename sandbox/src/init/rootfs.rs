@@ -425,7 +425,6 @@ fn mount_cgroup(
             NONE,
         )
         .ctx(|| format!("bind cgroup {} to {}", dir.display(), target.display()))?;
-        remount_bind(root, &target, base | ro)?;
         if sub.contains(',') {
             let parent = open_in(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
                 .ctx(|| format!("open {}", dest.display()))?;
@@ -434,10 +433,20 @@ fn mount_cgroup(
             }
         }
     }
+    // The tmpfs and every hierarchy under it at once (one mount_setattr, not a remount per
+    // bind): only sets flags, so the flags the host locked on the binds stay.
+    use crate::mount::attr;
+    let mut set = attr::NOSUID | attr::NODEV | attr::NOEXEC;
     if !ro.is_empty() {
-        remount_bind(root, dest, base | ro)?;
+        set |= attr::RDONLY;
     }
-    Ok(())
+    let fd = open_in(root, dest, OFlag::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
+    crate::mount::mount_setattr(fd.as_raw_fd(), true, set, 0, None).ctx(|| {
+        format!(
+            "set the flags of the cgroup mounts under {}",
+            dest.display()
+        )
+    })
 }
 
 /// A device node to create in the container's /dev.
