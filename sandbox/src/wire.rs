@@ -86,6 +86,9 @@ pub enum InitMsg {
     Error(String),
 }
 
+/// Shim → helper: the rootfs is mounted and the limits are set: go on past the joined
+/// namespaces (the idmapped rootfs, when the request says one comes, is sent instead).
+pub const GO: u8 = b'g';
 /// Shim → container init: the runtime's create hooks succeeded.
 pub const HOOKS_DONE: u8 = b'h';
 /// Shim → container init: go (exec the process).

@@ -1,8 +1,8 @@
 //! Create: loads and validates the bundle's spec, creates the cgroup, prepares the
-//! idmapped mounts, starts the init helper, mounts the rootfs and applies the cgroup
-//! limits while the helper starts, then sends the request and waits until the container
-//! is ready to start (the create hooks run on the way, see [`super::channel`]). Whatever
-//! was taken is released if create fails half way.
+//! idmapped mounts, starts the init helper and sends it the request, mounts the rootfs and
+//! applies the cgroup limits while the helper joins the pod's namespaces, then sends the
+//! go and waits until the container is ready to start (the create hooks run on the way,
+//! see [`super::channel`]). Whatever was taken is released if create fails half way.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -208,10 +208,8 @@ impl Container {
             None => None,
         };
         let join = cgroup.join();
-        // The helper starts now, in its cgroup2 directory; it joins the v1 hierarchies
-        // and builds the container once the request below comes, after the rootfs is
-        // mounted and the cgroup limits are set.
-        let helper = Launching::spawn(
+        // The helper starts now, in its cgroup2 directory.
+        let mut helper = Launching::spawn(
             &opts.launcher,
             &opts.stdio,
             &ctx,
@@ -223,7 +221,39 @@ impl Container {
             },
         )?;
         t.mark("spawn");
-        // Under the pod's user namespace the rootfs goes to the helper with the request,
+        let seccomp = crate::seccomp::cache::compiled(&spec)?;
+        t.mark("seccomp");
+        let cgroup_binds = cgroup.binds();
+        let devices = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.devices().clone())
+            .unwrap_or_default();
+        let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
+        warn_unapplied_resources(&opts.id, &cgroup, &spec);
+        // The request goes now: the helper joins the cgroups and the pod's namespaces while
+        // the rootfs is mounted and the limits are set below; it goes on at `finish`.
+        let req = InitRequest {
+            id: opts.id.clone(),
+            bundle: opts.bundle.clone(),
+            spec,
+            rootfs: rootfs.clone(),
+            cgroup_tasks: join.tasks,
+            cgroup_procs: Vec::new(),
+            cgroup_binds,
+            cgroup_v2: cgroup.v2,
+            join_pid: None,
+            console_fd: None,
+            idmapped: Vec::new(),
+            userns_fd: None,
+            rootfs_tree: false,
+            seccomp,
+            holder: opts.holder,
+        };
+        helper.send(req, pod_ns.is_some(), &partial.pid)?;
+        t.mark("sent");
+        // Under the pod's user namespace the rootfs goes to the helper with the go,
         // idmapped (see `pod_rootfs`): its files keep their owners.
         let idmap_err = |e: std::io::Error| {
             ContainerError::Invalid(format!(
@@ -257,38 +287,12 @@ impl Container {
             None => None,
         };
         t.mark("rootfs");
-        let devices = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref())
-            .and_then(|r| r.devices().clone())
-            .unwrap_or_default();
         cgroup.apply_devices(&devices)?;
-        if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        if let Some(r) = &resources {
             resources::apply(&cgroup, r)?;
         }
-        warn_unapplied_resources(&opts.id, &cgroup, &spec);
         t.mark("resources");
-        let seccomp = crate::seccomp::cache::compiled(&spec)?;
-        t.mark("seccomp");
-        let req = InitRequest {
-            id: opts.id.clone(),
-            bundle: opts.bundle.clone(),
-            spec,
-            rootfs,
-            cgroup_tasks: join.tasks,
-            cgroup_procs: Vec::new(),
-            cgroup_binds: cgroup.binds(),
-            cgroup_v2: cgroup.v2,
-            join_pid: None,
-            console_fd: None,
-            idmapped: Vec::new(),
-            userns_fd: None,
-            rootfs_tree: false,
-            seccomp,
-            holder: opts.holder,
-        };
-        let init = helper.finish(req, rootfs_tree, &mut partial.pid)?;
+        let init = helper.finish(rootfs_tree, &mut partial.pid)?;
         t.mark("ready");
         t.log(&format!("create {}", opts.id));
         partial.pid = None;

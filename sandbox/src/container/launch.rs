@@ -3,6 +3,7 @@
 //! waits for the process to be ready, running the create hooks when it asks (see
 //! [`super::channel`]).
 
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -43,7 +44,9 @@ pub(super) fn launch(
     extras: Extras,
     pid_out: &mut Option<i32>,
 ) -> Result<(Process, Spec), ContainerError> {
-    Launching::spawn(launcher, paths, ctx, extras)?.finish(req, None, pid_out)
+    let mut helper = Launching::spawn(launcher, paths, ctx, extras)?;
+    helper.send(req, false, pid_out)?;
+    helper.finish(None, pid_out)
 }
 
 /// A helper started ahead of its request, so that its exec overlaps the shim's own
@@ -62,6 +65,8 @@ pub(super) struct Launching {
     /// The cgroup2 directory the helper could not be born in: it joins it itself.
     join_procs: Option<PathBuf>,
     timeout: Option<Duration>,
+    /// The request, once sent.
+    req: Option<InitRequest>,
 }
 
 impl Launching {
@@ -119,50 +124,28 @@ impl Launching {
             userns_fd,
             join_procs: cgroup2.filter(|_| !in_cgroup),
             timeout,
+            req: None,
         })
     }
 
-    /// Sends `req` (and the idmapped rootfs `rootfs_tree`, if any) and waits until the
-    /// process is ready (see [`launch`]).
-    pub(super) fn finish(
-        self,
+    /// Sends `req` now: the helper joins the cgroups and the namespaces it joins by path
+    /// while the shim mounts the rootfs and sets the limits, and then waits for
+    /// [`Launching::finish`]'s go. `tree`: the idmapped rootfs comes with the go.
+    pub(super) fn send(
+        &mut self,
         mut req: InitRequest,
-        rootfs_tree: Option<OwnedFd>,
-        pid_out: &mut Option<i32>,
-    ) -> Result<(Process, Spec), ContainerError> {
-        let Launching {
-            stdio,
-            console,
-            mut chan,
-            mut trace,
-            idmapped,
-            userns_fd,
-            join_procs,
-            timeout,
-        } = self;
-        if console.is_some() {
+        tree: bool,
+        pid_out: &Option<i32>,
+    ) -> Result<(), ContainerError> {
+        if self.console.is_some() {
             req.console_fd = Some(4);
         }
-        req.idmapped = idmapped;
-        req.userns_fd = userns_fd;
-        req.rootfs_tree = rootfs_tree.is_some();
-        if let Some(dir) = join_procs {
+        req.idmapped = std::mem::take(&mut self.idmapped);
+        req.userns_fd = self.userns_fd;
+        req.rootfs_tree = tree;
+        if let Some(dir) = self.join_procs.take() {
             req.cgroup_procs.push(dir.join("cgroup.procs"));
         }
-        let helper = trace.helper;
-        let died = |e: ContainerError, pid_out: &Option<i32>| match (setup_broke(&e), pid_out) {
-            (false, _) => e,
-            (true, Some(pid)) => ContainerError::SetupDied {
-                role: "process",
-                pid: *pid,
-                how: String::new(),
-            },
-            (true, None) => ContainerError::SetupDied {
-                role: "helper",
-                pid: helper,
-                how: String::new(),
-            },
-        };
         // With the compiled filter the helper has no use for the profile (its JSON is most
         // of the request): it is left out of what is sent, not out of the spec.
         let profile = match req.seccomp {
@@ -173,14 +156,49 @@ impl Launching {
                 .and_then(|l| l.seccomp_mut().take()),
             None => None,
         };
-        let sent = wire::send(&mut chan, &req);
+        let sent = wire::send(&mut self.chan, &req);
         if let (Some(p), Some(l)) = (profile, req.spec.linux_mut().as_mut()) {
             l.set_seccomp(Some(p));
         }
-        sent.map_err(|e| died(e.into(), pid_out))?;
-        if let Some(tree) = rootfs_tree {
-            console::send_fd(chan.as_raw_fd(), tree.as_raw_fd())
-                .map_err(|e| died(e.into(), pid_out))?;
+        self.req = Some(req);
+        sent.map_err(|e| died(e.into(), pid_out, self.trace.helper))
+    }
+
+    /// Sends the go (the idmapped rootfs `rootfs_tree`, if the request said one comes)
+    /// and waits until the process is ready (see [`launch`]).
+    pub(super) fn finish(
+        self,
+        rootfs_tree: Option<OwnedFd>,
+        pid_out: &mut Option<i32>,
+    ) -> Result<(Process, Spec), ContainerError> {
+        let Launching {
+            stdio,
+            console,
+            mut chan,
+            mut trace,
+            timeout,
+            req,
+            ..
+        } = self;
+        let helper = trace.helper;
+        let req = req.ok_or(ContainerError::NotCreated)?;
+        if req.rootfs_tree != rootfs_tree.is_some() {
+            return Err(ContainerError::Invalid(
+                "the idmapped rootfs does not match the request".into(),
+            ));
+        }
+        let go = match &rootfs_tree {
+            Some(tree) => console::send_fd(chan.as_raw_fd(), tree.as_raw_fd()).map_err(Into::into),
+            None => chan
+                .write_all(&[wire::GO])
+                .map_err(|e| ContainerError::from(WireError::Io(e))),
+        };
+        // A helper that failed before the go (joining a namespace, say) has said why and
+        // gone: its word is read below rather than the broken pipe reported.
+        if let Err(e) = go {
+            if !go_unheard(&e) {
+                return Err(died(e, pid_out, helper));
+            }
         }
         let mut create_hooks = |pid: i32| -> Result<(), ContainerError> {
             let state = hooks::State::new(&req.spec, &req.id, &req.bundle, "creating", pid);
@@ -190,7 +208,7 @@ impl Launching {
             Ok(())
         };
         let pid = await_ready(&mut chan, &mut trace, &req.id, pid_out, &mut create_hooks)
-            .map_err(|e| died(e, pid_out))?;
+            .map_err(|e| died(e, pid_out, helper))?;
         // The process is blocked waiting for the start byte and is our (reparented) child,
         // so its pid cannot have been reused.
         let pidfd = PidFd::open(pid)?;
@@ -211,6 +229,34 @@ impl Launching {
             req.spec,
         ))
     }
+}
+
+/// A launch error as the user should read it: when the channel broke, which process died
+/// (the helper `helper`, or the container process once its pid is known).
+fn died(e: ContainerError, pid_out: &Option<i32>, helper: i32) -> ContainerError {
+    match (setup_broke(&e), pid_out) {
+        (false, _) => e,
+        (true, Some(pid)) => ContainerError::SetupDied {
+            role: "process",
+            pid: *pid,
+            how: String::new(),
+        },
+        (true, None) => ContainerError::SetupDied {
+            role: "helper",
+            pid: helper,
+            how: String::new(),
+        },
+    }
+}
+
+/// Whether the go could not be sent because the helper has closed the channel.
+fn go_unheard(e: &ContainerError) -> bool {
+    let errno = match e {
+        ContainerError::Console(console::ConsoleError::Sys { errno, .. }) => Some(*errno as i32),
+        ContainerError::Wire(WireError::Io(io)) => io.raw_os_error(),
+        _ => None,
+    };
+    matches!(errno, Some(libc::EPIPE | libc::ECONNRESET))
 }
 
 /// Whether a launch failed because the other end of the channel went away without a word

@@ -100,15 +100,6 @@ fn run(chan: &mut UnixStream) -> Result<(), InitError> {
         std::fs::write(procs, std::process::id().to_string())
             .ctx(|| format!("join cgroup {}", procs.display()))?;
     }
-    // The idmapped rootfs follows the request on the channel.
-    let rootfs_tree = if req.rootfs_tree {
-        Some(
-            crate::console::recv_fd(CHANNEL_FD)
-                .map_err(|e| InitError::Invalid(format!("receive the idmapped rootfs: {e}")))?,
-        )
-    } else {
-        None
-    };
     // As runc (nsexec): before any namespace is joined, as host root, so that a lower
     // value than the shim's needs no capability the user namespace would not grant; the
     // process inherits it.
@@ -129,6 +120,9 @@ fn run(chan: &mut UnixStream) -> Result<(), InitError> {
             paths::default_ping_group_range(&req.spec)?;
         }
     }
+    // The shim sends the request as soon as we run and mounts the rootfs meanwhile: what
+    // follows (the mount namespace made below copies the mounts) waits for its word.
+    let rootfs_tree = wait_go(chan, req.rootfs_tree)?;
     if rootfs_tree.is_some() {
         // The working directory is where the container attaches its rootfs: entered now,
         // as host root (the bundle directory is not searchable by the pod's ids), it
@@ -278,6 +272,22 @@ fn container(
             .map_err(|e| InitError::Invalid(e.to_string()))?;
     }
     Err(exec::exec(&exe, &args, &env))
+}
+
+/// Waits for the shim's go: the idmapped rootfs when `tree`, else the [`wire::GO`] byte.
+fn wait_go(chan: &mut UnixStream, tree: bool) -> Result<Option<std::os::fd::OwnedFd>, InitError> {
+    if tree {
+        return crate::console::recv_fd(CHANNEL_FD)
+            .map(Some)
+            .map_err(|e| InitError::Invalid(format!("receive the idmapped rootfs: {e}")));
+    }
+    let mut go = [0u8; 1];
+    match chan.read(&mut go) {
+        Ok(1) if go[0] == wire::GO => Ok(None),
+        // The shim gave the container up (its rootfs failed, for one).
+        // SAFETY: _exit ends this process without running anything else.
+        _ => unsafe { libc::_exit(1) },
+    }
 }
 
 /// The create hooks: prestart and createRuntime by the shim (asked over the channel,
