@@ -16,8 +16,8 @@
 //! zygote is gone.
 //!
 //! The zygote holds none of the shim's descriptors (only its socket), is not dumpable,
-//! dies with the shim (its socket reads end-of-file; `PR_SET_PDEATHSIG` too), and no
-//! container can reach it: a helper closes the zygote's socket before anything else.
+//! dies with the shim (its socket reads end-of-file), and no container can reach it: a
+//! helper closes the zygote's socket before anything else.
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -192,8 +192,10 @@ impl ZygoteSlot {
 
 /// Entry point of the zygote. Never returns.
 pub fn main() -> ! {
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // No PR_SET_PDEATHSIG: it fires when the *thread* that started us ends (a blocking-pool
+    // thread of the shim, idle after a few seconds), not the shim. The shim's end of the
+    // socket is close-on-exec and goes to no child, so its exit (however it dies) closes
+    // it and the next read here returns end-of-file.
     let _ = nix::sys::prctl::set_dumpable(false);
     // Exits on end-of-file (the shim is gone) or any error of the socket.
     while serve_one().is_ok() {}

@@ -200,9 +200,10 @@ fn zygote_of(shim: u32) -> Option<u32> {
     }
 }
 
-/// Each pod shim runs one zygote that forks the pod's setup helpers. Killed, the pod goes
-/// on: the next container is set up by an exec'd helper (its parent is the shim, it runs),
-/// and no zygote is started again. A pod's zygote ends with its shim.
+/// Each pod shim runs one zygote that forks the pod's setup helpers, for as long as the shim
+/// runs. Killed, the pod goes on: the next container is set up by an exec'd helper (its
+/// parent is the shim, it runs), and no zygote is started again. A pod's zygote ends with
+/// its shim.
 fn zygote_serves_the_pod_and_ends_with_it(c: &Containerd) {
     if !c.is_mypod() {
         return; // mypod's own helper.
@@ -215,6 +216,10 @@ fn zygote_serves_the_pod_and_ends_with_it(c: &Containerd) {
         "the zygote is `<shim> init`: {:?}",
         procfs::cmdline(zygote)
     );
+    // It outlives the shim's thread that started it (the blocking pool ends idle threads
+    // after 2 s): a parent-death signal would have killed it with that thread.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(procfs::alive(zygote), "the zygote ended with the thread that started it");
     // The zygote sleeps on its socket: an exec in the pod wakes it (its helper is asked of
     // it), nothing else does.
     let woken = |p: u32| {
