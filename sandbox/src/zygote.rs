@@ -12,8 +12,8 @@
 //! with `CLONE_PARENT`, so the helper is the shim's child as an exec'd one is), which
 //! places the descriptors it was sent, closes every other, resets cwd and signals, and
 //! runs [`crate::init::main`]: the state an exec'd helper starts from, as a copy of a
-//! process that has done nothing else. The shim falls back to exec'ing the helper if the
-//! zygote is gone.
+//! process that has done nothing else. The zygote ends after [`IDLE_MS`] without a request;
+//! the shim then execs that helper and starts a zygote again for the next ones.
 //!
 //! The zygote holds none of the shim's descriptors (only its socket), is not dumpable,
 //! dies with the shim (its socket reads end-of-file), and no container can reach it: a
@@ -33,6 +33,10 @@ use crate::spawn::{self, SpawnError, Spawned, MAX_FDS};
 
 /// The zygote's socket, in the zygote (a helper's channel is there too).
 const SOCKET_FD: RawFd = 3;
+/// A zygote that has had no request for this long ends (see [`main`]); the shim starts
+/// another when helpers are asked for again. A pod's setups come in bursts (its sandbox
+/// and containers, a restart): the zygote costs memory only then.
+const IDLE_MS: u16 = 10_000;
 
 /// Whether this `<shim> init` is the zygote: fd 3 is a `SOCK_SEQPACKET` socket, not a
 /// helper's stream channel. Nothing else is passed, so that nothing of the zygote's
@@ -64,6 +68,11 @@ impl ZygoteError {
     /// helper before it went away.
     pub fn may_have_forked(&self) -> bool {
         matches!(self, ZygoteError::Answer(_))
+    }
+
+    /// The zygote had ended (idle, or killed) before the request: nothing was forked.
+    pub fn ended(&self) -> bool {
+        matches!(self, ZygoteError::Sys(Errno::EPIPE | Errno::ECONNRESET))
     }
 }
 
@@ -158,19 +167,43 @@ impl Drop for Zygote {
     }
 }
 
-/// The shim's zygote while it runs: started once, given up for good when it fails.
+/// The shim's zygote while it runs (started with the shim, again when helpers are asked
+/// for after it ended).
 #[derive(Debug, Default)]
-pub struct ZygoteSlot(Mutex<Option<Arc<Zygote>>>);
+pub struct ZygoteSlot {
+    zygote: Mutex<Option<Arc<Zygote>>>,
+    starting: std::sync::atomic::AtomicBool,
+}
 
 impl ZygoteSlot {
     /// Starts the zygote from `exe`; on failure helpers are exec'd, as without one.
     pub fn start(&self, exe: &HelperExe) {
+        use std::sync::atomic::Ordering;
+        if self.starting.swap(true, Ordering::SeqCst) {
+            return;
+        }
         match Zygote::start(exe) {
             Ok(z) => {
                 log::debug!("zygote started (pid {})", z.pid());
                 *self.lock() = Some(Arc::new(z));
             }
             Err(e) => log::warn!("{e}; helpers are exec'd"),
+        }
+        self.starting.store(false, Ordering::SeqCst);
+    }
+
+    /// Starts the zygote again on a thread of its own, unless one runs or is starting: the
+    /// helper that found it gone is exec'd meanwhile.
+    pub fn restart(self: &Arc<Self>, exe: &Arc<HelperExe>) {
+        if self.lock().is_some() {
+            return;
+        }
+        let (slot, exe) = (self.clone(), exe.clone());
+        let started = std::thread::Builder::new()
+            .name("zygote".into())
+            .spawn(move || slot.start(&exe));
+        if let Err(e) = started {
+            log::warn!("start the zygote: {e}");
         }
     }
 
@@ -179,14 +212,14 @@ impl ZygoteSlot {
         self.lock().clone()
     }
 
-    /// Gives the zygote up (it failed): it is ended once no request uses it.
+    /// Forgets the zygote (it ended or failed); dropped once no request uses it.
     pub fn stop(&self) {
         self.lock().take();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<Zygote>>> {
         // One Option: consistent whatever panicked while it was held.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.zygote.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -197,14 +230,34 @@ pub fn main() -> ! {
     // socket is close-on-exec and goes to no child, so its exit (however it dies) closes
     // it and the next read here returns end-of-file.
     let _ = nix::sys::prctl::set_dumpable(false);
-    // Exits on end-of-file (the shim is gone) or any error of the socket.
-    while serve_one().is_ok() {}
+    // SAFETY: fd 3 is our socket for the whole of this process.
+    let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(SOCKET_FD) };
+    loop {
+        let mut p = [nix::poll::PollFd::new(sock, nix::poll::PollFlags::POLLIN)];
+        match nix::poll::poll(&mut p, IDLE_MS) {
+            Ok(0) => {
+                // Idle: no request is taken from now on (the shim's next send fails with
+                // EPIPE, and it execs that helper), those already sent are served.
+                let _ = nix::sys::socket::shutdown(SOCKET_FD, nix::sys::socket::Shutdown::Read);
+                while serve_one(MsgFlags::MSG_DONTWAIT).is_ok() {}
+                break;
+            }
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+            // Ends on end-of-file (the shim is gone) or any error of the socket.
+            Ok(_) => {
+                if serve_one(MsgFlags::empty()).is_err() {
+                    break;
+                }
+            }
+        }
+    }
     // SAFETY: _exit ends this process without running anything else.
     unsafe { libc::_exit(0) }
 }
 
 /// Reads one request, forks its helper and answers.
-fn serve_one() -> Result<(), Errno> {
+fn serve_one(flags: MsgFlags) -> Result<(), Errno> {
     let mut head = [0u8; 2 + 4 * MAX_FDS];
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS + 1]);
     let (n, received) = {
@@ -213,7 +266,7 @@ fn serve_one() -> Result<(), Errno> {
             SOCKET_FD,
             &mut iov,
             Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
+            MsgFlags::MSG_CMSG_CLOEXEC | flags,
         )?;
         let mut received: Vec<OwnedFd> = Vec::new();
         for c in msg.cmsgs()? {

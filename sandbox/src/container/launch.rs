@@ -330,22 +330,25 @@ fn spawn_helper(
     cgroup2: Option<&Path>,
 ) -> Result<spawn::Spawned, ContainerError> {
     let exe: &HelperExe = &launcher.init_exe;
-    if let Some(z) = launcher.zygote.get() {
-        match z.spawn(fds, cgroup2) {
+    match launcher.zygote.get() {
+        Some(z) => match z.spawn(fds, cgroup2) {
             Ok(s) => return Ok(s),
             Err(e) => {
-                log::warn!(
-                    "zygote (pid {}): {e}; helpers are exec'd from now on",
-                    z.pid()
-                );
                 launcher.zygote.stop();
+                if e.ended() {
+                    log::debug!("zygote (pid {}) has ended; starting another", z.pid());
+                } else {
+                    log::warn!("zygote (pid {}): {e}; starting another", z.pid());
+                }
+                launcher.zygote.restart(&launcher.init_exe);
                 // A request the zygote may have read may have forked a helper on these
                 // very descriptors: only one it never took is tried again by exec.
                 if e.may_have_forked() {
                     return Err(e.into());
                 }
             }
-        }
+        },
+        None => launcher.zygote.restart(&launcher.init_exe),
     }
     spawn::spawn(&spawn::Spawn {
         exe: exe.path(),

@@ -207,9 +207,19 @@ pub fn measure_shims(c: &Containerd, rt: Rt, pods: usize) -> MemRow {
     let (mut pss, mut rss, mut tmax, mut tsum) = (0u64, 0u64, 0u64, 0u64);
     let mut counted = 0usize;
     for &p in &pids {
-        let Some((ps, rs)) = pss_rss_kib(p) else {
+        let Some((mut ps, mut rs)) = pss_rss_kib(p) else {
             continue;
         };
+        // A mypod shim's zygote (the fork server of its setup helpers) is part of the shim.
+        for z in procfs::pids()
+            .into_iter()
+            .filter(|&z| procfs::ppid(z) == Some(p) && procfs::is_zygote(z))
+        {
+            if let Some((zp, zr)) = pss_rss_kib(z) {
+                ps += zp;
+                rs += zr;
+            }
+        }
         let threads = procfs::status(p)
             .and_then(|s| procfs::status_field(&s, "Threads").and_then(|t| t.parse().ok()))
             .unwrap_or(0u64);

@@ -297,8 +297,11 @@ fn real_main() -> Result<bool, String> {
         }
     }
     let settle = Duration::from_secs(2);
+    // Memory is measured in the steady state: past a pod's start, once mypod's zygote (the
+    // fork server of its setup helpers) has ended for want of setups (after 10 s idle).
+    let steady = Duration::from_secs(12);
     if want("memory") && !interrupted() && !o.memory_pods.is_empty() {
-        match cri_phases::memory(&c, &o.memory_pods, 2, settle, &p) {
+        match cri_phases::memory(&c, &o.memory_pods, 2, steady, &p) {
             Ok(rows) => run.memory.extend(rows),
             Err(e) => fail(&mut run, "memory", e),
         }

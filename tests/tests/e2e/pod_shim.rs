@@ -200,14 +200,40 @@ fn zygote_of(shim: u32) -> Option<u32> {
     }
 }
 
-/// Each pod shim runs one zygote that forks the pod's setup helpers, for as long as the shim
-/// runs. Killed, the pod goes on: the next container is set up by an exec'd helper (its
-/// parent is the shim, it runs), and no zygote is started again. A pod's zygote ends with
-/// its shim.
+/// Each pod shim runs a zygote that forks the pod's setup helpers: it outlives the shim
+/// thread that started it and wakes for an exec. Killed, the pod goes on (the next helper
+/// is exec'd; its parent is the shim) and another zygote is started. Idle for 10 s it ends,
+/// and the next exec still works and brings one back. A pod's zygote ends with its shim.
 fn zygote_serves_the_pod_and_ends_with_it(c: &Containerd) {
     if !c.is_mypod() {
         return; // mypod's own helper.
     }
+    let gone_within = |pid: u32, secs: u64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while procfs::alive(pid) {
+            assert!(Instant::now() < deadline, "zygote {pid}: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // The zygote sleeps on its socket: an exec in the pod wakes it (its helper is asked of
+    // it), nothing else does.
+    let woken = |p: u32| {
+        procfs::status(p).and_then(|s| {
+            procfs::status_field(&s, "voluntary_ctxt_switches")?
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    let exec_wakes = |zygote: u32, id: &str| {
+        let before = woken(zygote).expect("the zygote's status");
+        c.ctr(&["tasks", "exec", "--exec-id", id, "a", "/bin/true"])
+            .assert_success();
+        let after = woken(zygote).expect("the zygote's status");
+        assert!(
+            after > before,
+            "the exec's helper came from the zygote ({before} -> {after})"
+        );
+    };
     c.run_detached("a", &[GROUP], &["sleep", "1000"]);
     let shim = one_shim(c);
     let zygote = zygote_of(shim).expect("the pod shim runs a zygote");
@@ -219,31 +245,15 @@ fn zygote_serves_the_pod_and_ends_with_it(c: &Containerd) {
     // It outlives the shim's thread that started it (the blocking pool ends idle threads
     // after 2 s): a parent-death signal would have killed it with that thread.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(procfs::alive(zygote), "the zygote ended with the thread that started it");
-    // The zygote sleeps on its socket: an exec in the pod wakes it (its helper is asked of
-    // it), nothing else does.
-    let woken = |p: u32| {
-        procfs::status(p).and_then(|s| {
-            procfs::status_field(&s, "voluntary_ctxt_switches")?
-                .parse::<u64>()
-                .ok()
-        })
-    };
-    let before = woken(zygote).expect("the zygote's status");
-    c.ctr(&["tasks", "exec", "--exec-id", "z1", "a", "/bin/true"])
-        .assert_success();
-    let after = woken(zygote).expect("the zygote's status");
     assert!(
-        after > before,
-        "the exec's helper came from the zygote ({before} -> {after})"
+        procfs::alive(zygote),
+        "the zygote ended with the thread that started it"
     );
+    exec_wakes(zygote, "z1");
+
     // SAFETY: kill(2) of a pid this test just found as the shim's child and that is alive.
     assert_eq!(unsafe { libc::kill(zygote as i32, libc::SIGKILL) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while procfs::alive(zygote) {
-        assert!(Instant::now() < deadline, "zygote {zygote} still alive");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    gone_within(zygote, 10, "still alive after SIGKILL");
     c.run_detached("b", &[GROUP], &["sleep", "1000"]);
     let b = c.wait_task_status("b", "RUNNING", Duration::from_secs(10));
     assert_eq!(
@@ -252,29 +262,20 @@ fn zygote_serves_the_pod_and_ends_with_it(c: &Containerd) {
         "b's parent is the pod shim"
     );
     assert_eq!(one_shim(c), shim);
-    assert_eq!(
-        zygote_of_now(shim),
-        None,
-        "no second zygote after the first was lost"
-    );
+    let second = zygote_of(shim).expect("another zygote after the first was lost");
+    assert_ne!(second, zygote);
+    exec_wakes(second, "z2");
+
+    // Idle, it ends; an exec then works (its helper exec'd) and another zygote comes.
+    gone_within(second, 20, "still alive after 10 s without a request");
+    c.ctr(&["tasks", "exec", "--exec-id", "z3", "a", "/bin/true"])
+        .assert_success();
+    let third = zygote_of(shim).expect("a zygote again once helpers are asked for");
+    exec_wakes(third, "z4");
     c.kill_and_remove("a");
     c.kill_and_remove("b");
     c.assert_clean("b");
-
-    // A fresh pod: its zygote is gone once its last container is.
-    c.run_detached("c", &[GROUP], &["sleep", "1000"]);
-    let shim = one_shim(c);
-    let zygote = zygote_of(shim).expect("the new pod shim runs a zygote");
-    c.kill_and_remove("c");
-    c.assert_clean("c");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while procfs::alive(zygote) {
-        assert!(
-            Instant::now() < deadline,
-            "zygote {zygote} outlived its pod"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    gone_within(third, 10, "outlived its pod");
 }
 per_version!(zygote_serves_the_pod_and_ends_with_it);
 
