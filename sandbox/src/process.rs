@@ -200,16 +200,24 @@ pub fn spawn_watched(cmd: &mut Command) -> std::io::Result<(Child, Watch)> {
 /// process ends it.
 pub fn clone_waiting(ns_flags: libc::c_int, wait_fd: std::os::fd::RawFd) -> std::io::Result<Watch> {
     let flags = (ns_flags | libc::CLONE_FILES | libc::SIGCHLD) as libc::c_ulong;
+    let parent = std::process::id() as libc::pid_t;
     // Held from before the clone until the pid is registered (see spawn_watched).
     let mut w = watched();
     // SAFETY: clone(2) without CLONE_VM and with a null stack forks: the child runs on a
     // copy of this thread's stack and memory. The child may be the copy of a
-    // multi-threaded process, so it calls only read(2) and _exit(2), which are
-    // async-signal-safe, on a buffer of its own stack, and never returns; the parent
-    // continues normally.
+    // multi-threaded process, so it calls only prctl(2), getppid(2), read(2) and _exit(2),
+    // which are async-signal-safe, on a buffer of its own stack, and never returns; the
+    // parent continues normally.
     let pid = unsafe {
         let pid = libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize);
         if pid == 0 {
+            // It shares our descriptor table, write end included: if we die before we
+            // close it (SIGKILLed), no end-of-file would ever come. The thread that cloned
+            // it waits for it, so its death signal comes with ours.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != parent {
+                libc::_exit(0);
+            }
             let mut buf = [0u8; 1];
             while libc::read(wait_fd, buf.as_mut_ptr().cast(), 1) > 0 {}
             libc::_exit(0);
