@@ -37,6 +37,8 @@ const SOCKET_FD: RawFd = 3;
 /// another when helpers are asked for again. A pod's setups come in bursts (its sandbox
 /// and containers, a restart): the zygote costs memory only then.
 const IDLE_MS: u16 = 10_000;
+/// The zygote answers a request (one clone3) within this many seconds or is given up.
+const ANSWER_WITHIN_S: i64 = 10;
 
 /// Whether this `<shim> init` is the zygote: fd 3 is a `SOCK_SEQPACKET` socket, not a
 /// helper's stream channel. Nothing else is passed, so that nothing of the zygote's
@@ -53,6 +55,10 @@ pub fn is_zygote() -> bool {
 pub enum ZygoteError {
     #[error("start the zygote: {0}")]
     Start(#[from] SpawnError),
+    /// The request itself could not be made (too many descriptors, no cgroup directory):
+    /// nothing of the zygote's fault, nothing sent.
+    #[error("{0}")]
+    Request(SpawnError),
     #[error("zygote: {0}")]
     Io(#[from] std::io::Error),
     #[error("zygote: {0}")]
@@ -73,6 +79,11 @@ impl ZygoteError {
     /// The zygote had ended (idle, or killed) before the request: nothing was forked.
     pub fn ended(&self) -> bool {
         matches!(self, ZygoteError::Sys(Errno::EPIPE | Errno::ECONNRESET))
+    }
+
+    /// The request could not be made; the zygote is fine.
+    pub fn not_sent(&self) -> bool {
+        matches!(self, ZygoteError::Request(_))
     }
 }
 
@@ -103,6 +114,9 @@ impl Zygote {
             })
             .map(|s| s.pid)
         })?;
+        // A zygote that took a request and hangs fails that Create instead of holding it.
+        let limit = nix::sys::time::TimeVal::new(ANSWER_WITHIN_S, 0);
+        nix::sys::socket::setsockopt(&ours, nix::sys::socket::sockopt::ReceiveTimeout, &limit)?;
         Ok(Zygote {
             sock: Mutex::new(ours),
             watch,
@@ -123,9 +137,12 @@ impl Zygote {
         cgroup: Option<&Path>,
     ) -> Result<Spawned, ZygoteError> {
         if fds.len() > MAX_FDS {
-            return Err(SpawnError::TooManyFds(fds.len()).into());
+            return Err(ZygoteError::Request(SpawnError::TooManyFds(fds.len())));
         }
-        let cg = cgroup.map(spawn::open_cgroup).transpose()?;
+        let cg = cgroup
+            .map(spawn::open_cgroup)
+            .transpose()
+            .map_err(ZygoteError::Request)?;
         let mut head = vec![fds.len() as u8, u8::from(cg.is_some())];
         for (_, target) in fds {
             head.extend_from_slice(&target.to_le_bytes());

@@ -333,6 +333,8 @@ fn spawn_helper(
     match launcher.zygote.get() {
         Some(z) => match z.spawn(fds, cgroup2) {
             Ok(s) => return Ok(s),
+            // The same request fails the exec below too, with its reason.
+            Err(e) if e.not_sent() => {}
             Err(e) => {
                 launcher.zygote.stop();
                 if e.ended() {
