@@ -67,7 +67,7 @@ pub struct Spawned {
 }
 
 /// Why the child failed before its exec: the step, sent with the errno.
-pub(crate) const CHILD_STEPS: [&str; 5] = [
+const CHILD_STEPS: [&str; 5] = [
     "duplicate a descriptor",
     "place a descriptor",
     "chdir /",

@@ -185,11 +185,13 @@ impl Drop for Zygote {
 }
 
 /// The shim's zygote while it runs (started with the shim, again when helpers are asked
-/// for after it ended).
+/// for after it ended). A zygote that cannot be started is not tried again: that is the
+/// binary's or the kernel's doing, and every later try would fail the same way.
 #[derive(Debug, Default)]
 pub struct ZygoteSlot {
     zygote: Mutex<Option<Arc<Zygote>>>,
     starting: std::sync::atomic::AtomicBool,
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl ZygoteSlot {
@@ -204,7 +206,10 @@ impl ZygoteSlot {
                 log::debug!("zygote started (pid {})", z.pid());
                 *self.lock() = Some(Arc::new(z));
             }
-            Err(e) => log::warn!("{e}; helpers are exec'd"),
+            Err(e) => {
+                log::warn!("{e}; helpers are exec'd");
+                self.failed.store(true, Ordering::SeqCst);
+            }
         }
         self.starting.store(false, Ordering::SeqCst);
     }
@@ -212,7 +217,11 @@ impl ZygoteSlot {
     /// Starts the zygote again on a thread of its own, unless one runs or is starting: the
     /// helper that found it gone is exec'd meanwhile.
     pub fn restart(self: &Arc<Self>, exe: &Arc<HelperExe>) {
-        if self.lock().is_some() {
+        use std::sync::atomic::Ordering;
+        if self.starting.load(Ordering::SeqCst)
+            || self.failed.load(Ordering::SeqCst)
+            || self.lock().is_some()
+        {
             return;
         }
         let (slot, exe) = (self.clone(), exe.clone());

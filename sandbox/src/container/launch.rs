@@ -49,9 +49,9 @@ pub(super) fn launch(
     helper.finish(None, pid_out)
 }
 
-/// A helper started ahead of its request, so that its exec overlaps the shim's own
-/// preparations (rootfs mount, cgroup settings). Dropped unfinished, the helper reads
-/// EOF and exits.
+/// A helper started ahead of the shim's own preparations (rootfs mount, cgroup settings):
+/// it gets its request at once ([`Launching::send`]) and goes past the namespaces it joins
+/// at the go ([`Launching::finish`]). Dropped unfinished, the helper reads EOF and exits.
 pub(super) struct Launching {
     stdio: Stdio,
     /// Our end of the console socket, when the process wants a terminal.

@@ -107,6 +107,26 @@ fn pod_without_pause(c: &Containerd) {
     c.wait_container_state(&a, ContainerState::ContainerRunning, T);
     c.wait_container_state(&b, ContainerState::ContainerRunning, T);
     let (pa, pb) = (c.container_pid(&a), c.container_pid(&b));
+    // The sandbox's `start` answered shim API version 3, so containerd created the
+    // containers on its socket without running `start` for them: their bundles have the
+    // bootstrap.json containerd wrote (version 3), no `address` (which `start` writes), and
+    // the `shim.pid` Create writes (for `delete`) naming the pod's shim.
+    for id in [&a, &b] {
+        let bundle = c
+            .state_dir()
+            .join("io.containerd.runtime.v2.task/k8s.io")
+            .join(id);
+        let boot = fs::read_to_string(bundle.join("bootstrap.json"))
+            .unwrap_or_else(|e| panic!("{id}: bootstrap.json: {e}"));
+        let v: serde_json::Value = serde_json::from_str(&boot).expect("bootstrap.json");
+        assert_eq!(v["version"], 3, "{id}: {boot}");
+        assert!(
+            !bundle.join("address").exists(),
+            "{id}: containerd ran `start` for a container of a version-3 sandbox"
+        );
+        let owner = fs::read_to_string(bundle.join("shim.pid")).unwrap_or_default();
+        assert_eq!(owner.trim(), shim.to_string(), "{id}: shim.pid");
+    }
     assert_eq!(
         c.shim_pids(),
         vec![shim],

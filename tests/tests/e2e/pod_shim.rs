@@ -208,13 +208,6 @@ fn zygote_serves_the_pod_and_ends_with_it(c: &Containerd) {
     if !c.is_mypod() {
         return; // mypod's own helper.
     }
-    let gone_within = |pid: u32, secs: u64, what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while procfs::alive(pid) {
-            assert!(Instant::now() < deadline, "zygote {pid}: {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
     // The zygote sleeps on its socket: an exec in the pod wakes it (its helper is asked of
     // it), nothing else does.
     let woken = |p: u32| {
@@ -253,7 +246,7 @@ fn zygote_serves_the_pod_and_ends_with_it(c: &Containerd) {
 
     // SAFETY: kill(2) of a pid this test just found as the shim's child and that is alive.
     assert_eq!(unsafe { libc::kill(zygote as i32, libc::SIGKILL) }, 0);
-    gone_within(zygote, 10, "still alive after SIGKILL");
+    procfs::wait_gone(zygote, Duration::from_secs(10), "the zygote after SIGKILL");
     c.run_detached("b", &[GROUP], &["sleep", "1000"]);
     let b = c.wait_task_status("b", "RUNNING", Duration::from_secs(10));
     assert_eq!(
@@ -267,7 +260,11 @@ fn zygote_serves_the_pod_and_ends_with_it(c: &Containerd) {
     exec_wakes(second, "z2");
 
     // Idle, it ends; an exec then works (its helper exec'd) and another zygote comes.
-    gone_within(second, 20, "still alive after 10 s without a request");
+    procfs::wait_gone(
+        second,
+        Duration::from_secs(20),
+        "the zygote after 10 s without a request",
+    );
     c.ctr(&["tasks", "exec", "--exec-id", "z3", "a", "/bin/true"])
         .assert_success();
     let third = zygote_of(shim).expect("a zygote again once helpers are asked for");
@@ -275,7 +272,11 @@ fn zygote_serves_the_pod_and_ends_with_it(c: &Containerd) {
     c.kill_and_remove("a");
     c.kill_and_remove("b");
     c.assert_clean("b");
-    gone_within(third, 10, "outlived its pod");
+    procfs::wait_gone(
+        third,
+        Duration::from_secs(10),
+        "the zygote of a removed pod",
+    );
 }
 per_version!(zygote_serves_the_pod_and_ends_with_it);
 
