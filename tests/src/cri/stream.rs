@@ -162,7 +162,15 @@ impl StreamSession {
             {
                 Ok(true)
             }
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+            // The peer's close frame ends the stream; a Go server may still write a frame it
+            // had queued after it (a race in its writers), which the protocol says to drop.
+            Err(
+                tungstenite::Error::ConnectionClosed
+                | tungstenite::Error::AlreadyClosed
+                | tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::ReceivedAfterClosing,
+                ),
+            ) => {
                 self.ended = true;
                 Ok(false)
             }
