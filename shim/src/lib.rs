@@ -23,6 +23,7 @@ mod sandbox_config;
 mod sandbox_service;
 mod serve;
 mod service;
+mod socket_file;
 mod start;
 
 use std::io::Write;

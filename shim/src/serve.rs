@@ -4,7 +4,6 @@
 
 use std::os::fd::{IntoRawFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use crate::config::Config;
 use crate::events::Publisher;
 use crate::logger;
 use crate::pod::Pod;
+use crate::socket_file::BoundSocket;
 use mypod_sandbox::exe::HelperExe;
 
 /// Errors that stop the server from starting.
@@ -31,8 +31,8 @@ pub enum ServeError {
 pub struct Handoff {
     /// The pod's socket, bound (close-on-exec).
     pub listener: UnixListener,
-    /// Its path, removed (with its `.pid` file) when the server ends.
-    pub socket: PathBuf,
+    /// Its file, removed (with its `.pid` file) when the pod ends, if still ours.
+    pub socket: BoundSocket,
     /// runtime.toml as `start` validated it (defaults without one).
     pub config: Config,
     /// The shim's binary, sealed read-only for the helpers (see mypod_sandbox::exe).
@@ -66,15 +66,15 @@ pub fn run(args: Args, handoff: Handoff) -> i32 {
             1
         }
     };
-    let _ = std::fs::remove_file(&socket);
-    let _ = std::fs::remove_file(socket.with_extension("pid"));
+    // Already withdrawn when the pod ended; this covers a server that failed.
+    socket.withdraw(std::process::id());
     code
 }
 
 fn serve_blocking(
     args: &Args,
     config: &Config,
-    socket: &Path,
+    socket: &BoundSocket,
     listener: UnixListener,
     helper: HelperExe,
     containerd_uid: u32,
@@ -107,10 +107,8 @@ fn serve_blocking(
 /// joining this one while it flushes its events and exits (which took up to seconds). A
 /// `start` that connected just before still hands out this address; that narrow race
 /// remains.
-fn withdraw_socket(socket: &Path) {
-    let _lock = crate::start::lock(socket);
-    let _ = std::fs::remove_file(socket);
-    let _ = std::fs::remove_file(socket.with_extension("pid"));
+fn withdraw_socket(socket: &BoundSocket) {
+    socket.withdraw(std::process::id());
 }
 
 /// glibc malloc settings for a small, long-lived process, set before any thread exists.
@@ -139,7 +137,7 @@ fn trim_malloc() {
 async fn serve(
     args: &Args,
     config: &Config,
-    socket: &Path,
+    socket: &BoundSocket,
     fd: RawFd,
     helper: HelperExe,
     containerd_uid: u32,

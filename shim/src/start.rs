@@ -163,6 +163,9 @@ fn spawn_server(args: &Args, sock: &Path, group: &str, config: Config) -> Result
     mypod_sandbox::process::ensure_single_threaded("fork the serving shim")
         .map_err(|e| io("fork the serving shim")(std::io::Error::other(e.to_string())))?;
     let listener = UnixListener::bind(sock).map_err(io(format!("listen on {}", sock.display())))?;
+    // Under the start lock: the file just bound, which the server removes only while it
+    // is still this one.
+    let bound = crate::socket_file::BoundSocket::record(sock);
     // containerd runs `start` with its own credentials: our uid is containerd's. The server
     // lets only it and root connect (crate::peer).
     let containerd_uid = nix::unistd::getuid().as_raw();
@@ -175,7 +178,7 @@ fn spawn_server(args: &Args, sock: &Path, group: &str, config: Config) -> Result
             if let Some(score) = oom_score {
                 set_own_oom_score(score);
             }
-            let code = become_server(args, sock, group, config, listener, helper, containerd_uid);
+            let code = become_server(args, bound, group, config, listener, helper, containerd_uid);
             std::process::exit(code)
         }
         Ok(ForkResult::Parent { child }) => {
@@ -189,7 +192,7 @@ fn spawn_server(args: &Args, sock: &Path, group: &str, config: Config) -> Result
 /// In the forked child: detaches from `start` and serves the pod on `listener`.
 fn become_server(
     args: &Args,
-    sock: &Path,
+    socket: crate::socket_file::BoundSocket,
     group: &str,
     config: Config,
     listener: UnixListener,
@@ -213,7 +216,7 @@ fn become_server(
     serve.action = "serve".to_string();
     let handoff = crate::serve::Handoff {
         listener,
-        socket: sock.to_path_buf(),
+        socket,
         config,
         helper,
         containerd_uid,

@@ -172,10 +172,12 @@ per_version!(shim_oom_score_is_one_above_containerd);
 
 /// A pod whose id comes back right after its shim decided to exit (`ctr run --rm ID`, then
 /// `ctr run -d ID` at once, as the bench's warm-up does) gets a shim that serves it, not
-/// the old one on its way out: the old shim withdraws its socket as soon as it decides.
-/// The race it guards against needs the old shim's exit to be slow (its event flush under
-/// load: the bench hit it once); on a quiet host this passes with or without the fix, so it
-/// is a regression check for the sequence, not a proof of the fix.
+/// the old one on its way out: the old shim withdraws its socket as soon as it decides,
+/// and when it exits it removes nothing that is not still its own (CI once saw an ending
+/// shim delete the next shim's socket: `dial unix …: no such file or directory`). Both
+/// races need the old shim's exit to be slow (its event flush under load); on a quiet host
+/// this passes with or without the fixes, so it is a regression check for the sequence;
+/// `socket_file`'s unit tests prove the removal rule.
 fn a_reused_id_right_after_its_pod_ended_is_served(c: &Containerd) {
     for i in 0..15 {
         let out = c.run("reused", &[], &["/bin/true"]);
@@ -187,7 +189,7 @@ fn a_reused_id_right_after_its_pod_ended_is_served(c: &Containerd) {
 }
 per_version!(a_reused_id_right_after_its_pod_ended_is_served);
 
-/// The shim's zygote (`<shim> init` with MYPOD_INIT_ZYGOTE in its environment): a child of
+/// The shim's zygote (`<shim> init` holding a SOCK_SEQPACKET socket on fd 3): a child of
 /// `shim`, waited for a while (it starts beside the serving).
 fn zygote_of(shim: u32) -> Option<u32> {
     let deadline = Instant::now() + Duration::from_secs(10);
