@@ -64,6 +64,10 @@ fn scratch() -> PathBuf {
 /// Runs one input through parsing, validation and translation; panics if a property
 /// fails (see the module's documentation).
 pub fn spec(data: &[u8]) {
+    // The same bytes as a `binary://` log URI's query (Create's stdout/stderr).
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = crate::stdio::parse_binary_uri(&format!("binary:///log?{s}"));
+    }
     let Ok((spec, _idmaps)) = crate::spec::parse_with_idmaps(data, PathBuf::from("config.json"))
     else {
         return;

@@ -303,9 +303,10 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+        // Bytes, not `&s[..]`: a `%` before a multi-byte character must not split it.
+        if b[i] == b'%' {
+            if let (Some(hi), Some(lo)) = (hex_digit(b.get(i + 1)), hex_digit(b.get(i + 2))) {
+                out.push(hi << 4 | lo);
                 i += 3;
                 continue;
             }
@@ -314,6 +315,12 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_digit(c: Option<&u8>) -> Option<u8> {
+    char::from(*c?)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// `binary:///path?k=v&k2` → (path, [k, v, k2, ""]) as containerd builds the argv.
@@ -493,6 +500,15 @@ mod tests {
         assert_eq!(p, "/usr/bin/logger");
         assert_eq!(a, ["file", "/tmp/x", "verbose", ""]);
         assert!(parse_binary_uri("binary://relative").is_none());
+    }
+
+    #[test]
+    fn a_percent_before_a_multibyte_character_is_kept_not_a_panic() {
+        // `&s[i + 1..i + 3]` cut inside the `€` here and panicked the shim.
+        let (_, a) = parse_binary_uri("binary:///l?tag=%a\u{20ac}&b=%\u{20ac}&c=%4").unwrap();
+        assert_eq!(a, ["tag", "%a\u{20ac}", "b", "%\u{20ac}", "c", "%4"]);
+        let (_, a) = parse_binary_uri("binary:///l?x=%41%2f+y").unwrap();
+        assert_eq!(a, ["x", "A/ y"]);
     }
 
     #[test]
