@@ -13,6 +13,11 @@
 //!   (the container shares the runtime's, that is the host's), or an entry that joins,
 //!   by path, the namespace the shim itself is in. Any other path is not host access:
 //!   CRI's pod network namespace and the pod's sandbox namespaces are joined by path.
+//! - **a host namespace joined by path**: a `mount`, `user`, `uts` or `cgroup` entry whose
+//!   path is the shim's own namespace (`/proc/1/ns/mnt`: the container would run on the
+//!   host's `/`, with no rootfs, pivot or masked paths).
+//! - **the host's root user**: a new user namespace whose `uidMappings` or `gidMappings`
+//!   map host id 0.
 //! - **mounts that propagate to the host**: `linux.rootfsPropagation` or a mount's option
 //!   `shared`/`rshared` (what CRI makes of Kubernetes' `mountPropagation: Bidirectional`,
 //!   which Kubernetes allows only in privileged containers). A mount made in the container
@@ -38,6 +43,8 @@ pub enum Asked {
     SharedNamespace(&'static str),
     /// An entry that joins the shim's own (the host's) namespace by path.
     JoinedHostNamespace(&'static str, PathBuf),
+    /// A new user namespace that maps host id 0 (in `uidMappings` or `gidMappings`).
+    HostRoot(&'static str),
     /// Shared propagation: `rootfsPropagation` or the mounts (destinations) that ask for it.
     SharedPropagation(Vec<String>),
 }
@@ -68,6 +75,10 @@ impl fmt::Display for Asked {
                 "the host's {ns} namespace (the \"{ns}\" entry of linux.namespaces joins {}, \
                  the runtime's own)",
                 path.display()
+            ),
+            Asked::HostRoot(which) => write!(
+                f,
+                "the host's root user (linux.{which} of the new user namespace map host id 0)"
             ),
             Asked::SharedPropagation(what) => write!(
                 f,
@@ -102,6 +113,14 @@ const NAMESPACES: [(LinuxNamespaceType, &str); 3] = [
     (LinuxNamespaceType::Network, "network"),
     (LinuxNamespaceType::Pid, "pid"),
     (LinuxNamespaceType::Ipc, "ipc"),
+];
+
+/// The namespaces that count as host access only when joined by path and the shim's own.
+const JOINED: [(LinuxNamespaceType, &str); 4] = [
+    (LinuxNamespaceType::Mount, "mount"),
+    (LinuxNamespaceType::User, "user"),
+    (LinuxNamespaceType::Uts, "uts"),
+    (LinuxNamespaceType::Cgroup, "cgroup"),
 ];
 
 /// Whether the spec's process keeps every capability (see the module's rule), and
@@ -152,6 +171,27 @@ pub fn asked(spec: &Spec, is_host_ns: impl Fn(LinuxNamespaceType, &Path) -> bool
                 out.push(Asked::JoinedHostNamespace(name, path.clone()))
             }
             Some(_) => {}
+        }
+    }
+    for (ty, name) in JOINED {
+        if let Some((_, Some(path))) = namespaces.iter().find(|(t, _)| *t == ty) {
+            if is_host_ns(ty, path) {
+                out.push(Asked::JoinedHostNamespace(name, path.clone()));
+            }
+        }
+    }
+    let new_userns = namespaces
+        .iter()
+        .any(|(t, p)| *t == LinuxNamespaceType::User && p.is_none());
+    if new_userns {
+        let maps_root = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            m.iter().flatten().any(|m| m.host_id() == 0 && m.size() > 0)
+        };
+        if linux.is_some_and(|l| maps_root(l.uid_mappings())) {
+            out.push(Asked::HostRoot("uidMappings"));
+        }
+        if linux.is_some_and(|l| maps_root(l.gid_mappings())) {
+            out.push(Asked::HostRoot("gidMappings"));
         }
     }
     let shared = |o: &str| matches!(o, "shared" | "rshared");
@@ -252,6 +292,55 @@ mod tests {
              linux.namespaces joins /host, the runtime's own); runtime.toml [sandbox] \
              host_access = \"refuse\" does not allow it"
         );
+    }
+
+    #[test]
+    fn joining_the_hosts_mount_or_user_namespace_is_host_access() {
+        let ns = r#"{"type":"pid"},{"type":"network"},{"type":"ipc"},{"type":"mount","path":"/host"},{"type":"user","path":"/host"},{"type":"uts","path":"/proc/7/ns/uts"}"#;
+        let s = spec(ns, Some(DEFAULT_CAPS), r#""/proc/kcore""#);
+        let asked = asked_of(&s);
+        assert!(asked.contains(&Asked::JoinedHostNamespace("mount", "/host".into())));
+        assert!(asked.contains(&Asked::JoinedHostNamespace("user", "/host".into())));
+        assert!(!asked
+            .iter()
+            .any(|a| matches!(a, Asked::JoinedHostNamespace("uts", _))));
+    }
+
+    #[test]
+    fn a_user_namespace_that_maps_host_root_is_host_access() {
+        let with_maps = |uid_host: u32, gid_host: u32| -> Spec {
+            let mut s = spec(ALL_NS, Some(DEFAULT_CAPS), r#""/proc/kcore""#);
+            let mut l = s.linux().clone().unwrap();
+            let mut ns = l.namespaces().clone().unwrap();
+            ns.push(
+                oci_spec::runtime::LinuxNamespaceBuilder::default()
+                    .typ(LinuxNamespaceType::User)
+                    .build()
+                    .unwrap(),
+            );
+            l.set_namespaces(Some(ns));
+            let map = |host| {
+                oci_spec::runtime::LinuxIdMappingBuilder::default()
+                    .container_id(0u32)
+                    .host_id(host)
+                    .size(65536u32)
+                    .build()
+                    .unwrap()
+            };
+            l.set_uid_mappings(Some(vec![map(uid_host)]));
+            l.set_gid_mappings(Some(vec![map(gid_host)]));
+            s.set_linux(Some(l));
+            s
+        };
+        assert_eq!(
+            asked_of(&with_maps(0, 100000)),
+            vec![Asked::HostRoot("uidMappings")]
+        );
+        let err = check(&with_maps(100000, 0), HostAccess::Refuse, |_, _| false).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("gidMappings of the new user namespace map host id 0"));
+        assert_eq!(asked_of(&with_maps(100000, 165536)), vec![]);
     }
 
     #[test]

@@ -165,9 +165,9 @@ pub fn tree(src: &Path, recursive: bool, userns: BorrowedFd<'_>) -> std::io::Res
     Ok(tree)
 }
 
-/// A detached copy of the tree at `src` with its submounts, not idmapped.
-pub fn clone_tree(src: &Path) -> std::io::Result<OwnedFd> {
-    open_tree(src, true)
+/// A detached copy of the tree at `src` (with its submounts if `recursive`), not idmapped.
+pub fn clone_tree(src: &Path, recursive: bool) -> std::io::Result<OwnedFd> {
+    open_tree(src, recursive)
 }
 
 /// A user namespace with these mappings: a child cloned into it waits while we write its

@@ -96,6 +96,9 @@ pub fn is_own_namespace(ty: LinuxNamespaceType, path: &Path) -> bool {
         LinuxNamespaceType::Network => "net",
         LinuxNamespaceType::Uts => "uts",
         LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Cgroup => "cgroup",
         _ => return false,
     };
     let own = std::fs::metadata(format!("/proc/self/ns/{name}"));

@@ -281,7 +281,7 @@ impl Container {
         }
         let rootfs_tree = match &pod_ns {
             Some(_) if layers_idmapped => {
-                Some(crate::idmap::clone_tree(&rootfs).map_err(idmap_err)?)
+                Some(crate::idmap::clone_tree(&rootfs, true).map_err(idmap_err)?)
             }
             Some(ns) => Some(crate::idmap::tree(&rootfs, true, ns.fd()).map_err(idmap_err)?),
             None => None,

@@ -6,6 +6,7 @@
 //! exit. The container process builds its root, applies the process spec, resolves the
 //! executable, reports `Ready`, waits for the start byte and execs.
 
+mod attached;
 mod exec;
 mod namespaces;
 mod paths;

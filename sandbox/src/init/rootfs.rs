@@ -10,6 +10,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{mknodat, Mode, SFlag};
 use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
 
+use super::attached::{self, fd_path, locked_flags, remount_bind, set_propagation, set_recursive};
 use super::{Context, InitError};
 use crate::mount::{mount_point_of, parse_options, propagation_flag};
 use crate::wire::InitRequest;
@@ -197,75 +198,6 @@ fn ensure(root: &OwnedFd, path: &Path, dir: bool) -> Result<OwnedFd, InitError> 
     open_in(root, path, OFlag::O_PATH).ctx(|| format!("open {} in rootfs", path.display()))
 }
 
-fn fd_path(fd: &OwnedFd) -> String {
-    format!("/proc/self/fd/{}", fd.as_raw_fd())
-}
-
-/// Flags a bind remount must keep (the kernel refuses to clear them in a user namespace).
-fn locked_flags(path: &str) -> MsFlags {
-    let Ok(st) = nix::sys::statvfs::statvfs(path) else {
-        return MsFlags::empty();
-    };
-    use nix::sys::statvfs::FsFlags;
-    let f = st.flags();
-    let mut m = MsFlags::empty();
-    for (fs, ms) in [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
-    ] {
-        if f.contains(fs) {
-            m |= ms;
-        }
-    }
-    m
-}
-
-/// Remounts a fresh bind mount with the flags asked for.
-fn remount_bind(root: &OwnedFd, dest: &Path, flags: MsFlags) -> Result<(), InitError> {
-    let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-    if extra.is_empty() {
-        return Ok(());
-    }
-    // Reopen: the old fd names the directory under the new mount.
-    let fd = open_in(root, dest, OFlag::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
-    let target = fd_path(&fd);
-    let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra;
-    match mount(NONE, target.as_str(), NONE, base, NONE) {
-        Ok(()) => Ok(()),
-        Err(nix::Error::EPERM) => {
-            let flags = base | locked_flags(&target);
-            mount(NONE, target.as_str(), NONE, flags, NONE)
-                .ctx(|| format!("remount {} with {extra:?}", dest.display()))
-        }
-        Err(errno) => Err(InitError::Sys {
-            what: format!("remount {} with {extra:?}", dest.display()),
-            errno,
-        }),
-    }
-}
-
-/// Applies recursive mount options (`rro`…) to the mount at `dest` and every mount below
-/// it, with mount_setattr(2) (Linux 5.12), as runc does.
-fn set_recursive(root: &OwnedFd, dest: &Path, set: u64, clear: u64) -> Result<(), InitError> {
-    let fd = open_in(root, dest, OFlag::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
-    crate::mount::mount_setattr(fd.as_raw_fd(), true, set, clear, None).map_err(|e| {
-        let hint = if e.raw_os_error() == Some(libc::ENOSYS) {
-            " (recursive mount options need Linux 5.12)"
-        } else {
-            ""
-        };
-        InitError::Io {
-            what: format!("recursive mount options (rro…) on {}{hint}", dest.display()),
-            source: e,
-        }
-    })
-}
-
 fn mount_one(root: &OwnedFd, req: &InitRequest, index: usize, m: &Mount) -> Result<(), InitError> {
     let dest = m.destination();
     if !dest.is_absolute() {
@@ -281,7 +213,9 @@ fn mount_one(root: &OwnedFd, req: &InitRequest, index: usize, m: &Mount) -> Resu
     }
     let source = m.source().clone().unwrap_or_default();
     let bind = o.bind || typ == "bind";
-    if bind {
+    let follows = o.rec_set | o.rec_clear != 0 || !o.propagation.is_empty();
+    // The new mount, by descriptor (see [`attached`]), when something follows it.
+    let mnt = if bind {
         let src = if source.is_absolute() {
             source.clone()
         } else {
@@ -308,8 +242,8 @@ fn mount_one(root: &OwnedFd, req: &InitRequest, index: usize, m: &Mount) -> Resu
                 .is_dir(),
         };
         let fd = ensure(root, dest, is_dir)?;
-        let rec = o.flags & MsFlags::MS_REC;
-        if let Some(tree) = tree {
+        let recursive = o.flags.contains(MsFlags::MS_REC);
+        let mnt = if let Some(tree) = tree {
             // The shim made the idmapped copy of the source: attach it here.
             crate::idmap::attach(*tree, fd.as_raw_fd()).ctx(|| {
                 format!(
@@ -318,21 +252,21 @@ fn mount_one(root: &OwnedFd, req: &InitRequest, index: usize, m: &Mount) -> Resu
                     dest.display()
                 )
             })?;
+            // SAFETY: the shim placed this mount's descriptor on fd `tree` for this mount
+            // alone; nothing else uses or closes it (it now names the attached mount).
+            unsafe { OwnedFd::from_raw_fd(*tree) }
         } else {
-            mount(
-                Some(src.as_path()),
-                fd_path(&fd).as_str(),
-                NONE,
-                MsFlags::MS_BIND | rec,
-                NONE,
-            )
-            .ctx(|| format!("bind mount {} to {}", src.display(), dest.display()))?;
-        }
-        remount_bind(root, dest, o.flags)?;
+            attached::bind(&src, recursive, &fd)
+                .ctx(|| format!("bind mount {} to {}", src.display(), dest.display()))?
+        };
+        remount_bind(&mnt, dest, o.flags)?;
+        Some(mnt)
     } else {
         let fd = ensure(root, dest, true)?;
         let data = (!o.data.is_empty()).then_some(o.data.as_str());
         let target = fd_path(&fd);
+        // Something follows the mount: its path will be opened again, and checked.
+        let before = follows.then(attached::mount_ids).transpose()?;
         let r = mount(
             Some(source.as_path()),
             target.as_str(),
@@ -341,22 +275,24 @@ fn mount_one(root: &OwnedFd, req: &InitRequest, index: usize, m: &Mount) -> Resu
             data,
         );
         match r {
-            Ok(()) => {}
+            Ok(()) => match before {
+                Some(before) => {
+                    let again = open_in(root, dest, OFlag::O_PATH)
+                        .ctx(|| format!("reopen {}", dest.display()))?;
+                    Some(attached::verified(again, &before, dest)?)
+                }
+                None => None,
+            },
             // sysfs cannot be mounted without owning the network namespace: bind it.
             Err(nix::Error::EPERM) if typ == "sysfs" => {
-                mount(
-                    Some("/sys"),
-                    target.as_str(),
-                    NONE,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    NONE,
-                )
-                .ctx(|| format!("bind /sys to {}", dest.display()))?;
-                remount_bind(root, dest, o.flags)?;
+                let mnt = attached::bind(Path::new("/sys"), true, &fd)
+                    .ctx(|| format!("bind /sys to {}", dest.display()))?;
+                remount_bind(&mnt, dest, o.flags)?;
                 if o.flags.contains(MsFlags::MS_RDONLY) {
                     // The host's /sys, with its submounts: all of it read-only.
-                    set_recursive(root, dest, crate::mount::attr::RDONLY, 0)?;
+                    set_recursive(&mnt, dest, crate::mount::attr::RDONLY, 0)?;
                 }
+                Some(mnt)
             }
             Err(errno) => {
                 return Err(InitError::Sys {
@@ -365,20 +301,21 @@ fn mount_one(root: &OwnedFd, req: &InitRequest, index: usize, m: &Mount) -> Resu
                 })
             }
         }
-    }
-    if o.rec_set | o.rec_clear != 0 {
-        set_recursive(root, dest, o.rec_set, o.rec_clear)?;
-    }
-    for p in &o.propagation {
-        let fd = open_in(root, dest, OFlag::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
-        mount(NONE, fd_path(&fd).as_str(), NONE, *p, NONE)
-            .ctx(|| format!("set propagation of {}", dest.display()))?;
+    };
+    if let Some(mnt) = mnt {
+        if o.rec_set | o.rec_clear != 0 {
+            set_recursive(&mnt, dest, o.rec_set, o.rec_clear)?;
+        }
+        for p in &o.propagation {
+            set_propagation(&mnt, dest, *p)?;
+        }
     }
     Ok(())
 }
 
 /// /sys/fs/cgroup: on v1 a tmpfs with the container's directory of each hierarchy
-/// bound in (as runc does); on v2 the container's own cgroup directory.
+/// bound in (as runc does); on v2 the container's own cgroup directory. Every step after
+/// the first mount goes through the new mounts' descriptors (see [`attached`]).
 fn mount_cgroup(
     root: &OwnedFd,
     req: &InitRequest,
@@ -390,63 +327,34 @@ fn mount_cgroup(
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if req.cgroup_v2 {
         if let Some((_, dir)) = req.cgroup_binds.first() {
-            mount(
-                Some(dir.as_path()),
-                fd_path(&fd).as_str(),
-                NONE,
-                MsFlags::MS_BIND,
-                NONE,
-            )
-            .ctx(|| format!("bind cgroup {} to {}", dir.display(), dest.display()))?;
-            remount_bind(root, dest, base | ro)?;
+            let mnt = attached::bind(dir, false, &fd)
+                .ctx(|| format!("bind cgroup {} to {}", dir.display(), dest.display()))?;
+            remount_bind(&mnt, dest, base | ro)?;
         }
         return Ok(());
     }
-    mount(
-        Some("tmpfs"),
-        fd_path(&fd).as_str(),
-        Some("tmpfs"),
-        base,
-        Some("mode=755"),
-    )
-    .ctx(|| format!("mount tmpfs on {}", dest.display()))?;
+    use crate::mount::attr;
+    let tmpfs = attached::tmpfs("755", attr::NOSUID | attr::NODEV | attr::NOEXEC, &fd)
+        .ctx(|| format!("mount tmpfs on {}", dest.display()))?;
     for (name, dir) in &req.cgroup_binds {
         let sub = name.strip_prefix("name=").unwrap_or(name);
         if sub.is_empty() {
             continue;
         }
         let target = dest.join(sub);
-        let fd = ensure(root, &target, true)?;
-        mount(
-            Some(dir.as_path()),
-            fd_path(&fd).as_str(),
-            NONE,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            NONE,
-        )
-        .ctx(|| format!("bind cgroup {} to {}", dir.display(), target.display()))?;
+        // Inside the tmpfs just made, which only this helper sees.
+        let at = ensure(&tmpfs, Path::new(sub), true)?;
+        attached::bind(dir, true, &at)
+            .ctx(|| format!("bind cgroup {} to {}", dir.display(), target.display()))?;
         if sub.contains(',') {
-            let parent = open_in(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
-                .ctx(|| format!("open {}", dest.display()))?;
             for c in sub.split(',') {
-                let _ = nix::unistd::symlinkat(sub, Some(parent.as_raw_fd()), c);
+                let _ = nix::unistd::symlinkat(sub, Some(tmpfs.as_raw_fd()), c);
             }
         }
     }
     // The tmpfs and every hierarchy under it at once (one mount_setattr, not a remount per
     // bind): only sets flags, so the flags the host locked on the binds stay.
-    use crate::mount::attr;
-    let mut set = attr::NOSUID | attr::NODEV | attr::NOEXEC;
-    if !ro.is_empty() {
-        set |= attr::RDONLY;
-    }
-    let fd = open_in(root, dest, OFlag::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
-    crate::mount::mount_setattr(fd.as_raw_fd(), true, set, 0, None).ctx(|| {
-        format!(
-            "set the flags of the cgroup mounts under {}",
-            dest.display()
-        )
-    })
+    attached::set_cgroup_flags(&tmpfs, dest, !ro.is_empty())
 }
 
 /// A device node to create in the container's /dev.
