@@ -9,6 +9,7 @@ mod config;
 mod convert;
 mod copy;
 mod delete;
+mod detached;
 mod error;
 mod events;
 #[doc(hidden)]

@@ -17,6 +17,7 @@ use containerd_shim_protos::types::platform::Platform;
 use ttrpc::asynchronous::{Service as TtrpcService, TtrpcContext};
 
 use crate::convert::timestamp;
+use crate::detached::to_the_end;
 use crate::pod::PodRef;
 
 type R<T> = ttrpc::Result<T>;
@@ -85,10 +86,13 @@ impl Sandbox for SandboxService {
             req.options.as_ref(),
             &req.netns_path,
         )?;
-        self.pod
-            .create_sandbox(&req.sandbox_id, Path::new(&req.bundle_path), pod)
-            .await
-            .inspect_err(|e| log::warn!("create sandbox {}: {e}", req.sandbox_id))?;
+        let this = self.pod.clone();
+        to_the_end(async move {
+            this.create_sandbox(&req.sandbox_id, Path::new(&req.bundle_path), pod)
+                .await
+                .inspect_err(|e| log::warn!("create sandbox {}: {e}", req.sandbox_id))
+        })
+        .await?;
         Ok(CreateSandboxResponse::new())
     }
 
@@ -98,7 +102,9 @@ impl Sandbox for SandboxService {
         req: StartSandboxRequest,
     ) -> R<StartSandboxResponse> {
         log::debug!("start_sandbox id={}", req.sandbox_id);
-        let (pid, created, spec) = self.pod.start_sandbox(&req.sandbox_id).await?;
+        let pod = self.pod.clone();
+        let (pid, created, spec) =
+            to_the_end(async move { pod.start_sandbox(&req.sandbox_id).await }).await?;
         let mut r = StartSandboxResponse::new();
         r.pid = pid as u32;
         r.created_at = MessageField::some(timestamp(created));
@@ -123,12 +129,9 @@ impl Sandbox for SandboxService {
         req: StopSandboxRequest,
     ) -> R<StopSandboxResponse> {
         log::debug!("stop_sandbox id={}", req.sandbox_id);
-        self.pod
-            .stop_sandbox(
-                &req.sandbox_id,
-                Duration::from_secs(req.timeout_secs.into()),
-            )
-            .await?;
+        let pod = self.pod.clone();
+        let timeout = Duration::from_secs(req.timeout_secs.into());
+        to_the_end(async move { pod.stop_sandbox(&req.sandbox_id, timeout).await }).await?;
         Ok(StopSandboxResponse::new())
     }
 
@@ -178,7 +181,8 @@ impl Sandbox for SandboxService {
         req: ShutdownSandboxRequest,
     ) -> R<ShutdownSandboxResponse> {
         log::debug!("shutdown_sandbox id={}", req.sandbox_id);
-        self.pod.shutdown_sandbox(&req.sandbox_id).await?;
+        let pod = self.pod.clone();
+        to_the_end(async move { pod.shutdown_sandbox(&req.sandbox_id).await }).await?;
         Ok(ShutdownSandboxResponse::new())
     }
 

@@ -13,6 +13,7 @@ use containerd_shim_protos::shim_async::{create_task, Task};
 use ttrpc::asynchronous::{Service as TtrpcService, TtrpcContext};
 
 use crate::convert;
+use crate::detached::to_the_end;
 use crate::error::ServiceError;
 use crate::pod::PodRef;
 
@@ -78,7 +79,8 @@ impl Task for TaskService {
     async fn create(&self, _: &TtrpcContext, req: CreateTaskRequest) -> R<CreateTaskResponse> {
         log::debug!("create id={} exec={}", req.id, "");
         let t = Took::new("create", &req.id, "");
-        let pid = self.pod.create(convert::create_request(req)?).await?;
+        let (pod, req) = (self.pod.clone(), convert::create_request(req)?);
+        let pid = to_the_end(async move { pod.create(req).await }).await?;
         t.log();
         let mut r = CreateTaskResponse::new();
         r.pid = pid as u32;
@@ -88,7 +90,8 @@ impl Task for TaskService {
     async fn start(&self, _: &TtrpcContext, req: StartRequest) -> R<StartResponse> {
         log::debug!("start id={} exec={}", req.id, req.exec_id);
         let t = Took::new("start", &req.id, &req.exec_id);
-        let pid = self.pod.start(&req.id, &req.exec_id).await?;
+        let pod = self.pod.clone();
+        let pid = to_the_end(async move { pod.start(&req.id, &req.exec_id).await }).await?;
         t.log();
         let mut r = StartResponse::new();
         r.pid = pid as u32;
@@ -98,7 +101,8 @@ impl Task for TaskService {
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> R<DeleteResponse> {
         log::debug!("delete id={} exec={}", req.id, req.exec_id);
         let t = Took::new("delete", &req.id, &req.exec_id);
-        let d = self.pod.delete(&req.id, &req.exec_id).await?;
+        let pod = self.pod.clone();
+        let d = to_the_end(async move { pod.delete(&req.id, &req.exec_id).await }).await?;
         t.log();
         Ok(convert::delete_response(d))
     }
@@ -109,13 +113,15 @@ impl Task for TaskService {
 
     async fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> R<Empty> {
         log::debug!("pause id={}", req.id);
-        self.pod.set_paused(&req.id, true).await?;
+        let pod = self.pod.clone();
+        to_the_end(async move { pod.set_paused(&req.id, true).await }).await?;
         Ok(Empty::new())
     }
 
     async fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> R<Empty> {
         log::debug!("resume id={}", req.id);
-        self.pod.set_paused(&req.id, false).await?;
+        let pod = self.pod.clone();
+        to_the_end(async move { pod.set_paused(&req.id, false).await }).await?;
         Ok(Empty::new())
     }
 
@@ -153,7 +159,8 @@ impl Task for TaskService {
     async fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> R<Empty> {
         log::debug!("update id={}", req.id);
         let resources = convert::update_resources(&req)?;
-        self.pod.update(&req.id, resources).await?;
+        let pod = self.pod.clone();
+        to_the_end(async move { pod.update(&req.id, resources).await }).await?;
         Ok(Empty::new())
     }
 

@@ -45,8 +45,9 @@ impl Container {
         Ok(())
     }
 
-    /// Kills what is left, unmounts the rootfs we mounted and removes the cgroup.
-    /// Blocking; safe to call more than once.
+    /// Kills what is left, unmounts the rootfs we mounted, removes the cgroup and runs the
+    /// poststop hooks. Each step is tried whatever the one before did (as runc's destroy);
+    /// the first failure is returned. Blocking; safe to call again after a failure.
     pub fn destroy(&mut self) -> Result<(), ContainerError> {
         let _ = self.init.signal(libc::SIGKILL);
         // Being destroyed: nobody is left to read what did not linger.
@@ -58,10 +59,16 @@ impl Container {
                 log::warn!("thaw {} before destroying it: {e}", self.id);
             }
         }
-        self.cgroup.kill_all()?;
-        self.cgroup.remove()?;
+        let mut first: Option<ContainerError> = None;
+        let cgroup = self.cgroup.kill_all().and_then(|()| self.cgroup.remove());
+        if let Err(e) = cgroup {
+            first.get_or_insert(e.into());
+        }
         if let Some(r) = self.mounted_rootfs.take() {
-            mount::unmount_all(&r)?;
+            if let Err(e) = mount::unmount_all(&r) {
+                self.mounted_rootfs = Some(r);
+                first.get_or_insert(e.into());
+            }
         }
         if !self.poststop_done {
             self.poststop_done = true;
@@ -72,7 +79,7 @@ impl Container {
                 log::warn!("{}: {e}", self.id);
             }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 }
 

@@ -20,7 +20,7 @@ impl Pod {
     }
 
     pub(super) async fn start_exec(&self, id: &str, exec_id: &str) -> Result<i32> {
-        let (target, process, stdio) = {
+        let (target, process, stdio, since) = {
             let mut st = self.lock();
             let e = st.get_mut(id)?;
             if e.init.phase != Phase::Running {
@@ -37,7 +37,7 @@ impl Pod {
                 ServiceError::FailedPrecondition(format!("exec {exec_id} was already started"))
             })?;
             p.state.phase = Phase::Starting;
-            (target, process, p.state.stdio.clone())
+            (target, process, p.state.stdio.clone(), st.reaps)
         };
         let opts = ExecOpts {
             exec_id: exec_id.to_string(),
@@ -58,7 +58,7 @@ impl Pod {
         })
         .await;
         let res = match res {
-            Ok(Err(e)) => Ok(Err(self.explain_setup_death(e).await)),
+            Ok(Err(e)) => Ok(Err(self.explain_setup_death(e, since).await)),
             other => other,
         };
         let mut st = self.lock();
@@ -87,7 +87,8 @@ impl Pod {
         if state.stdin_closed {
             state.stdin_closer = None;
         }
-        match st.exec_started(id, exec_id, Exec { process, state }, self.events.as_ref()) {
+        let exec = Exec { process, state };
+        match st.exec_started(id, exec_id, exec, since, self.events.as_ref()) {
             Err(x) => {
                 let _ = x.process.signal(libc::SIGKILL);
                 return Err(not_found(id, ""));
@@ -154,7 +155,8 @@ impl<C: ContainerHandle> Table<C> {
         Ok(())
     }
 
-    /// An exec's process runs: record it (applying an exit its pid already had) and
+    /// An exec's process runs (launched when `Table::reaps` read `since`): record it
+    /// (applying an exit its pid already had) and
     /// report TaskExecStarted. The exec comes back if its container is gone. An exit it
     /// already had whose output is unread comes back, to be applied once it is read.
     pub fn exec_started(
@@ -162,9 +164,10 @@ impl<C: ContainerHandle> Table<C> {
         id: &str,
         exec_id: &str,
         mut exec: Exec<C::Process>,
+        since: u64,
         events: &dyn EventSink,
     ) -> std::result::Result<Option<ExitLater>, Box<Exec<C::Process>>> {
-        let unclaimed = self.take_unclaimed(exec.state.pid);
+        let unclaimed = self.take_unclaimed(exec.state.pid, since);
         let Some(e) = self.containers.get_mut(id) else {
             return Err(Box::new(exec));
         };
@@ -197,7 +200,15 @@ impl<C: ContainerHandle> Table<C> {
     /// Forgets an exec: one never started at once, a started one once it stopped.
     pub fn delete_exec(&mut self, id: &str, exec_id: &str) -> Result<Deleted> {
         let e = self.get_mut(id)?;
-        if e.pending_execs.remove(exec_id).is_some() {
+        if let Some(p) = e.pending_execs.get(exec_id) {
+            // Its Start is under way: the process it makes must not go unrecorded, nor
+            // land on a new exec of the same id.
+            if p.state.phase == Phase::Starting {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "cannot delete exec {exec_id} of {id}: it is being started"
+                )));
+            }
+            e.pending_execs.remove(exec_id);
             return Ok(Deleted::default());
         }
         let x = e.execs.get(exec_id).ok_or_else(|| not_found(id, exec_id))?;
@@ -321,7 +332,7 @@ mod tests {
         // Reaped before start_exec got the lock back.
         t.on_exit(77, exit(5), &ev);
         assert!(ev.exits().is_empty());
-        assert!(t.exec_started("c1", "e1", started(77), &ev).is_ok());
+        assert!(t.exec_started("c1", "e1", started(77), 0, &ev).is_ok());
         let x = &t.get("c1").unwrap().execs["e1"];
         assert_eq!(x.state.phase, Phase::Stopped);
         assert_eq!(x.state.exit, Some(exit(5)));
@@ -338,14 +349,14 @@ mod tests {
                 exit: Some(exit(5))
             }
         );
-        assert!(t.exec_started("gone", "e2", started(78), &ev).is_err());
+        assert!(t.exec_started("gone", "e2", started(78), 0, &ev).is_err());
     }
 
     #[test]
     fn a_running_exec_is_not_deleted_and_a_pending_one_is() {
         let ev = Recorder::default();
         let mut t = running("c1", 42);
-        assert!(t.exec_started("c1", "e1", started(77), &ev).is_ok());
+        assert!(t.exec_started("c1", "e1", started(77), 0, &ev).is_ok());
         assert!(matches!(
             t.delete_exec("c1", "e1"),
             Err(ServiceError::FailedPrecondition(ref m))
@@ -359,5 +370,14 @@ mod tests {
         ));
         t.add_exec(req("c1", "e2"), &ev).unwrap();
         assert_eq!(t.delete_exec("c1", "e2").unwrap(), Deleted::default());
+        // One whose Start is under way stays, for that Start to record.
+        t.add_exec(req("c1", "e3"), &ev).unwrap();
+        let e = t.get_mut("c1").unwrap();
+        e.pending_execs.get_mut("e3").unwrap().state.phase = Phase::Starting;
+        assert!(matches!(
+            t.delete_exec("c1", "e3"),
+            Err(ServiceError::FailedPrecondition(ref m)) if m.contains("being started")
+        ));
+        assert!(t.get("c1").unwrap().pending_execs.contains_key("e3"));
     }
 }

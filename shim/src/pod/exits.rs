@@ -113,7 +113,8 @@ impl<C: ContainerHandle> Table<C> {
         if self.unclaimed.len() >= 256 {
             self.unclaimed.remove(0);
         }
-        self.unclaimed.push((pid, exit));
+        self.reaps += 1;
+        self.unclaimed.push((pid, exit, self.reaps));
     }
 }
 

@@ -110,6 +110,7 @@ pub fn table_with(id: &str, pid: i32) -> Table<FakeContainer> {
     t.insert(
         id,
         Entry::new(FakeContainer::new(), init, format!("/b/{id}"), None),
+        0,
         &Recorder::default(),
     );
     t

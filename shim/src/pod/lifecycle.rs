@@ -24,12 +24,13 @@ impl Pod {
     /// sandbox gets the pod's files ([`Pod::pod_mounts`]).
     pub(super) async fn create_with(&self, req: CreateRequest, holder: bool) -> Result<i32> {
         let id = req.id.clone();
-        {
+        let since = {
             let mut st = self.lock();
             if st.containers.contains_key(&id) || !st.creating.insert(id.clone()) {
                 return Err(ServiceError::AlreadyExists(format!("container {id}")));
             }
-        }
+            st.reaps
+        };
         let opts = CreateOpts {
             id: id.clone(),
             bundle: PathBuf::from(&req.bundle),
@@ -59,7 +60,7 @@ impl Pod {
         })
         .await
         {
-            Ok(Err(e)) => Ok(Err(self.explain_setup_death(e).await)),
+            Ok(Err(e)) => Ok(Err(self.explain_setup_death(e, since).await)),
             other => other,
         };
         let mut container = {
@@ -95,7 +96,7 @@ impl Pod {
         });
         logger::add_bundle(&PathBuf::from(&req.bundle));
         let entry = Entry::new(container, init, req.bundle, oom);
-        self.lock().insert(&id, entry, self.events.as_ref());
+        self.lock().insert(&id, entry, since, self.events.as_ref());
         log::info!("created container {id} pid {pid}");
         Ok(pid)
     }
@@ -182,14 +183,17 @@ impl Pod {
             for x in entry.execs.values() {
                 let _ = x.process.signal(libc::SIGKILL);
             }
-            entry.container.destroy()
+            let r = entry.container.destroy();
+            (entry, r)
         })
         .await;
-        logger::remove_bundle(&bundle);
         match destroyed {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+            Ok((_, Ok(()))) => logger::remove_bundle(&bundle),
+            Ok((entry, Err(e))) => {
+                // Kept, so that containerd's next Delete tries again (and the pod's
+                // Shutdown does not end the shim with the container half removed).
                 log::error!("delete {id}: {e}");
+                self.lock().containers.insert(id.to_string(), entry);
                 return Err(e.into());
             }
             Err(e) => return Err(ServiceError::Internal(format!("delete {id}: {e}"))),

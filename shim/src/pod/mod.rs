@@ -68,6 +68,8 @@ pub struct Pod {
     events: Arc<Events>,
     /// The pod as a sandbox (containerd 2.x Sandbox API), once CreateSandbox made it.
     sandbox: Mutex<Option<sandbox::SandboxState>>,
+    /// A CreateSandbox is under way (it awaits before the sandbox is recorded).
+    sandbox_creating: std::sync::atomic::AtomicBool,
     layout: Layout,
     launcher: Launcher,
     /// Notified when the shim should exit.
@@ -86,6 +88,7 @@ impl Pod {
                 quiet: Mutex::new(None),
             }),
             sandbox: Mutex::new(None),
+            sandbox_creating: Default::default(),
             layout,
             launcher,
             exit: Notify::new(),

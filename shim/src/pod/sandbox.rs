@@ -81,10 +81,22 @@ impl Pod {
 
     /// CreateSandbox: the pod's files under `bundle`, then the holder, created (not
     /// started). A failure leaves nothing behind.
-    pub async fn create_sandbox(&self, id: &str, bundle: &Path, mut pod: PodConfig) -> Result<()> {
-        if self.sandbox_lock().is_some() || self.pid(id).is_some() {
+    pub async fn create_sandbox(&self, id: &str, bundle: &Path, pod: PodConfig) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        // One at a time: a second CreateSandbox while the first awaits must not clean up
+        // the files the first one made.
+        if self.sandbox_lock().is_some()
+            || self.pid(id).is_some()
+            || self.sandbox_creating.swap(true, SeqCst)
+        {
             return Err(ServiceError::AlreadyExists(format!("sandbox {id}")));
         }
+        let r = self.create_sandbox_now(id, bundle, pod).await;
+        self.sandbox_creating.store(false, SeqCst);
+        r
+    }
+
+    async fn create_sandbox_now(&self, id: &str, bundle: &Path, mut pod: PodConfig) -> Result<()> {
         pod.id = id.to_string();
         let spec = holder::spec(&pod, HOLDER_ROOT).map_err(invalid)?;
         let dir = bundle.join(POD_FILES);
@@ -119,6 +131,7 @@ impl Pod {
             ..Default::default()
         };
         if let Err(e) = self.create_with(req, true).await {
+            *self.events.quiet.lock().unwrap_or_else(|p| p.into_inner()) = None;
             files.remove();
             remove_bundle_files(bundle);
             return Err(e);

@@ -13,14 +13,19 @@ const REAP_WAIT: Duration = Duration::from_secs(2);
 
 impl Pod {
     /// Fills in how a dead setup helper or process ended ([`ContainerError::SetupDied`]),
-    /// from the exits the reaper could not give to any process; other errors pass.
-    pub(super) async fn explain_setup_death(&self, e: ContainerError) -> ContainerError {
+    /// from the exits the reaper could not give to any process since `since` (see
+    /// `Table::reaps`); other errors pass.
+    pub(super) async fn explain_setup_death(
+        &self,
+        e: ContainerError,
+        since: u64,
+    ) -> ContainerError {
         let ContainerError::SetupDied { role, pid, how } = e else {
             return e;
         };
         let deadline = tokio::time::Instant::now() + REAP_WAIT;
         let how = loop {
-            if let Some(exit) = self.lock().take_unclaimed(pid) {
+            if let Some(exit) = self.lock().take_unclaimed(pid, since) {
                 break describe_exit(exit.code);
             }
             if !how.is_empty() || tokio::time::Instant::now() >= deadline {

@@ -185,8 +185,12 @@ impl<C: ContainerHandle> Entry<C> {
 pub(super) struct Table<C: ContainerHandle> {
     pub containers: HashMap<String, Entry<C>>,
     pub creating: HashSet<String>,
-    /// Exits of pids no process claimed yet (a process can die before its RPC returns).
-    pub unclaimed: Vec<(i32, ExitStatus)>,
+    /// Exits of pids no process claimed yet (a process can die before its RPC returns),
+    /// each with its number in [`Table::reaps`]. Most are setup helpers', never claimed.
+    pub unclaimed: Vec<(i32, ExitStatus, u64)>,
+    /// How many exits were kept unclaimed so far: a process launched when this read `n`
+    /// claims only exits numbered above `n` (an older one is a pid's earlier owner).
+    pub reaps: u64,
 }
 
 impl<C: ContainerHandle> Default for Table<C> {
@@ -195,6 +199,7 @@ impl<C: ContainerHandle> Default for Table<C> {
             containers: HashMap::new(),
             creating: HashSet::new(),
             unclaimed: Vec::new(),
+            reaps: 0,
         }
     }
 }
@@ -216,14 +221,20 @@ impl<C: ContainerHandle> Table<C> {
         self.containers.get_mut(id).ok_or_else(|| not_found(id, ""))
     }
 
-    pub fn take_unclaimed(&mut self, pid: i32) -> Option<ExitStatus> {
-        let i = self.unclaimed.iter().position(|(p, _)| *p == pid)?;
+    /// The exit of `pid` kept since `since` (a [`Table::reaps`] read before the process
+    /// was launched), if any.
+    pub fn take_unclaimed(&mut self, pid: i32, since: u64) -> Option<ExitStatus> {
+        let i = self
+            .unclaimed
+            .iter()
+            .position(|(p, _, n)| *p == pid && *n > since)?;
         Some(self.unclaimed.remove(i).1)
     }
 
-    /// Records a created container; an exit its init pid already had is applied.
-    pub fn insert(&mut self, id: &str, mut entry: Entry<C>, events: &dyn EventSink) {
-        if let Some(exit) = self.take_unclaimed(entry.init.pid) {
+    /// Records a created container (launched when [`Table::reaps`] read `since`); an exit
+    /// its init pid already had is applied.
+    pub fn insert(&mut self, id: &str, mut entry: Entry<C>, since: u64, events: &dyn EventSink) {
+        if let Some(exit) = self.take_unclaimed(entry.init.pid, since) {
             apply_exit(
                 events,
                 id,
@@ -260,6 +271,7 @@ mod tests {
                 "b".into(),
                 None,
             ),
+            0,
             &ev,
         );
         let e = t.get("c1").unwrap();
@@ -269,7 +281,7 @@ mod tests {
         assert_eq!(e.container.init.exits, 1);
         assert_eq!(ev.exits(), vec![("c1".into(), String::new(), 42, 7)]);
         // Only its own pid was claimed.
-        assert_eq!(t.unclaimed, vec![(41, exit(3))]);
+        assert_eq!(t.unclaimed, vec![(41, exit(3), 1)]);
     }
 
     #[test]
@@ -349,14 +361,35 @@ mod tests {
         // The same pid again (reused by some other child) is not the init's any more.
         t.on_exit(42, exit(9), &ev);
         assert_eq!(t.get("c1").unwrap().init.exit.map(|x| x.code), Some(0));
-        assert_eq!(t.unclaimed, vec![(42, exit(9))]);
+        assert_eq!(t.unclaimed, vec![(42, exit(9), 1)]);
         for pid in 1000..1300 {
             t.on_exit(pid, exit(0), &ev);
         }
         assert_eq!(t.unclaimed.len(), 256);
         assert_eq!(t.unclaimed.last().map(|u| u.0), Some(1299));
-        assert_eq!(t.take_unclaimed(42), None);
-        assert_eq!(t.take_unclaimed(1299), Some(exit(0)));
-        assert_eq!(t.take_unclaimed(1299), None);
+        assert_eq!(t.take_unclaimed(42, 0), None);
+        assert_eq!(t.take_unclaimed(1299, 0), Some(exit(0)));
+        assert_eq!(t.take_unclaimed(1299, 0), None);
+    }
+
+    #[test]
+    fn an_exit_kept_before_a_launch_is_not_the_new_process() {
+        let ev = Recorder::default();
+        let mut t: Table<FakeContainer> = Table::default();
+        // A setup helper's exit, never claimed; later its pid is reused by a container.
+        t.on_exit(42, exit(0), &ev);
+        let since = t.reaps;
+        let entry = Entry::new(
+            FakeContainer::new(),
+            ProcState::new(42, Default::default(), false),
+            "b".into(),
+            None,
+        );
+        t.insert("c1", entry, since, &ev);
+        assert_eq!(t.get("c1").unwrap().init.exit, None);
+        assert!(ev.exits().is_empty());
+        // Its own exit, reaped after the launch, is claimed.
+        t.on_exit(43, exit(4), &ev);
+        assert_eq!(t.take_unclaimed(43, since), Some(exit(4)));
     }
 }
