@@ -257,6 +257,7 @@ fn init_request(spec: Spec, seccomp: Option<crate::seccomp::cache::WireFilter>) 
         cgroup_binds: vec![("memory".into(), PathBuf::from("/sys/fs/cgroup/memory/fuzz"))],
         cgroup_v2: false,
         join_pid: None,
+        join_start_time: None,
         console_fd: None,
         idmapped: vec![(0, 5)],
         userns_fd: None,

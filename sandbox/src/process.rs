@@ -123,8 +123,20 @@ pub fn thread_count() -> Option<usize> {
 /// `num_threads` of a /proc/PID/stat line: the 18th field after the `)` that ends the
 /// command name (which may itself hold spaces and parentheses).
 fn num_threads(stat: &str) -> Option<usize> {
+    stat_field(stat, 17)
+}
+
+/// Field `n` (0: the state) after the `)` that ends a /proc/PID/stat line's command name.
+fn stat_field<T: std::str::FromStr>(stat: &str, n: usize) -> Option<T> {
     let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(17)?.parse().ok()
+    rest.split_whitespace().nth(n)?.parse().ok()
+}
+
+/// When process `pid` started (`starttime` of /proc/PID/stat, in clock ticks since boot):
+/// with its pid, what tells a process from a later one that reuses the number.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_field(&stat, 19)
 }
 
 /// Checks what a plain fork(2) relies on: this process has one thread, so the child is
@@ -334,6 +346,15 @@ mod tests {
         let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 7 0 1234 0";
         assert_eq!(num_threads(line), Some(7));
         assert_eq!(num_threads("42 (x"), None);
+        assert_eq!(stat_field::<u64>(line, 19), Some(1234));
+    }
+
+    #[test]
+    fn a_live_process_has_a_start_time_a_missing_one_none() {
+        let me = std::process::id() as i32;
+        assert!(start_time(me).is_some());
+        assert_eq!(start_time(me), start_time(me));
+        assert_eq!(start_time(-1), None);
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct InitRequest {
     pub cgroup_v2: bool,
     /// Exec: join the namespaces of this (host) pid instead of building a container.
     pub join_pid: Option<i32>,
+    /// The start time ([`crate::process::start_time`]) that `join_pid` had at Create: the
+    /// helper joins nothing if the pid now names another process.
+    #[serde(default)]
+    pub join_start_time: Option<u64>,
     /// The fd of the console socket when the process wants a terminal.
     pub console_fd: Option<i32>,
     /// Idmapped mounts made by the shim: (index in the spec's mounts, fd of the

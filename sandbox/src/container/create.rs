@@ -244,6 +244,7 @@ impl Container {
             cgroup_binds,
             cgroup_v2: cgroup.v2,
             join_pid: None,
+            join_start_time: None,
             console_fd: None,
             idmapped: Vec::new(),
             userns_fd: None,
@@ -298,6 +299,8 @@ impl Container {
         partial.pid = None;
         partial.cgroup = None;
         let mounted_rootfs = partial.mounted_rootfs.take();
+        // Not reaped before the shim records it: the pid is still this process's.
+        let start_time = crate::process::start_time(init.0.pid());
         Ok(Container {
             id: opts.id,
             bundle: opts.bundle,
@@ -307,6 +310,7 @@ impl Container {
             mounted_rootfs,
             poststop_done: false,
             pod_userns: pod_ns.is_some(),
+            start_time,
         })
     }
 }

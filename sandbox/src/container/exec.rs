@@ -17,6 +17,7 @@ impl Container {
             spec: self.spec.clone(),
             cgroup: self.cgroup.clone(),
             pid: self.pid(),
+            start_time: self.start_time,
             pod_userns: self.pod_userns,
         }
     }
@@ -57,6 +58,7 @@ impl ExecTarget {
             cgroup_binds: Vec::new(),
             cgroup_v2: self.cgroup.v2,
             join_pid: Some(self.pid),
+            join_start_time: self.start_time,
             console_fd: None,
             idmapped: Vec::new(),
             userns_fd: None,

@@ -236,6 +236,8 @@ pub struct Container {
     poststop_done: bool,
     /// Whether it runs in the pod's user namespace (its execs' ids must map there).
     pod_userns: bool,
+    /// The init's start time, read at Create ([`crate::process::start_time`]).
+    start_time: Option<u64>,
 }
 
 /// A running container's identity, enough to exec into it.
@@ -245,6 +247,7 @@ pub struct ExecTarget {
     spec: Spec,
     cgroup: Cgroup,
     pid: i32,
+    start_time: Option<u64>,
     pod_userns: bool,
 }
 

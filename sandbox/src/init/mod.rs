@@ -108,7 +108,7 @@ fn run(chan: &mut UnixStream) -> Result<(), InitError> {
         security::oom_score_adj(p)?;
     }
     let plan = match req.join_pid {
-        Some(pid) => namespaces::Plan::of_process(pid)?,
+        Some(pid) => namespaces::Plan::of_process(pid, req.join_start_time)?,
         None => namespaces::Plan::new(&req.spec, req.userns_fd)?,
     };
     plan.join()?;

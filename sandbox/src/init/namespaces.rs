@@ -90,7 +90,10 @@ impl Plan {
     }
 
     /// Joins every namespace of `pid` that differs from ours (exec into a container).
-    pub fn of_process(pid: i32) -> Result<Plan, InitError> {
+    /// `pid` must still be the container's init, started at `start_time` (checked after its
+    /// namespaces are opened: a pid reused since names a process whose namespaces, a
+    /// host process's the same as ours, must not be joined).
+    pub fn of_process(pid: i32, start_time: Option<u64>) -> Result<Plan, InitError> {
         use std::os::unix::fs::MetadataExt;
         let mut join = Vec::new();
         let mut user = None;
@@ -121,6 +124,14 @@ impl Plan {
             } else {
                 join.push((flag(typ), file, path));
             }
+        }
+        let gone = || InitError::Invalid(format!("container process {pid} is gone"));
+        // A container always has a mount namespace of its own.
+        if !join.iter().any(|(f, _, _)| *f == CloneFlags::CLONE_NEWNS) {
+            return Err(gone());
+        }
+        if start_time.is_some() && crate::process::start_time(pid) != start_time {
+            return Err(gone());
         }
         Ok(Plan {
             join,
@@ -264,4 +275,19 @@ fn write_map(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<(), InitEr
         .collect();
     std::fs::write(format!("/proc/{pid}/{file}"), text)
         .ctx(|| format!("write {file} for the user namespace"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid that now names a process in our own namespaces (a host process, after the
+    /// container's init was reaped and its number reused) is not joined.
+    #[test]
+    fn a_process_without_a_mount_namespace_of_its_own_is_not_joined() {
+        let me = std::process::id() as i32;
+        let err = Plan::of_process(me, None).err().map(|e| e.to_string());
+        assert_eq!(err, Some(format!("container process {me} is gone")));
+        assert!(Plan::of_process(me, crate::process::start_time(me)).is_err());
+    }
 }
