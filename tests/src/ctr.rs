@@ -82,6 +82,12 @@ impl Containerd {
     /// private copy of the image's rootfs, the image's PATH, `args`, and cgroupsPath /NS/ID.
     pub fn config_spec(&self, id: &str, args: &[&str]) -> Value {
         let rootfs = self.dir().join("rootfs").join(id);
+        // A second run of the same case (diff::run_probe runs a probe again whose output
+        // lost its tail) starts from a fresh copy.
+        if rootfs.exists() {
+            std::fs::remove_dir_all(&rootfs)
+                .unwrap_or_else(|e| panic!("remove {}: {e}", rootfs.display()));
+        }
         image::unpack_rootfs(&rootfs, &self.dir().join("scratch"));
         let mut spec = self.default_spec();
         spec["root"] = serde_json::json!({ "path": rootfs, "readonly": false });
