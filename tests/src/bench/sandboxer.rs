@@ -160,7 +160,16 @@ of a run of this bench and a throwaway timing probe in the shim and its helpers;
 | of the shim's Create: spec and cgroup directories 1.0, helper forked by the zygote 0.35, request sent 0.3, rootfs mount and limits 0.8 while the helper joins the pod's namespaces, then the helper's mounts 1.0, devices 0.35, pivot_root 0.13, seccomp and user 0.35 | 5.8 | shim |
 
 The shim's part is about 12 ms of RunPodSandbox and 6.3 ms per container, about 31 ms of a pod
-start of 3 containers; containerd's and CNI's part is about 60 ms. That is why the 0.3× target
-is out of reach here: at runc-v2's median, containerd and CNI alone are about 0.22-0.25× of
-runc-v2's pod start, so 0.3× would leave the shim 12-18 ms for a sandbox and three containers.
+start of 3 containers; containerd's and CNI's part is about 60 ms.
+
+Measured again at the end of that day (the seccomp filters kept in the shim's memory, the
+request smaller), a pod start of 81.4 ms split as: RunPodSandbox until CNI is done 20.1,
+the shim's `start` 3.7, CreateSandbox 5.3, the three containers in the shim 15.5 (5.2 each),
+containerd's own work on the rest 32.7. containerd and CNI alone are then about 53 ms, 0.22×
+of runc-v2's 234-245 ms pod start, so 0.3× (70-74 ms) would leave the shim 17-21 ms for a
+sandbox and three containers where it spends 24.5, most of it serial kernel work (per
+container: the helper's mounts 1.0, device nodes 0.2, seccomp load 0.25, pivot_root 0.12,
+the fork 0.16; cgroup directories on v1's hierarchies 0.8). What is left to try adds up to
+about 3 ms. The ratio moved between 0.33 and 0.38 across runs of this bench on one day from
+this VM's noise alone; the target is not met here.
 ";
