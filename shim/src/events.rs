@@ -2,7 +2,9 @@
 //!
 //! Events are queued in memory and sent one at a time; a failed send reconnects and
 //! retries with backoff until it succeeds, so an exit is never dropped while containerd
-//! restarts. Before the shim exits it flushes the queue (bounded wait).
+//! restarts. An event containerd answers with a refusal ([`refused`]) is dropped after
+//! [`REFUSALS`] tries instead, so that it cannot hold up every event behind it. Before the
+//! shim exits it flushes the queue (bounded wait).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -93,6 +95,29 @@ fn address(a: &str) -> String {
     }
 }
 
+/// How often containerd may refuse one event before it is dropped: with the backoff, about
+/// 6 s of refusals (a containerd still starting its services is not taken for a refusal).
+const REFUSALS: u32 = 10;
+
+/// Whether containerd answered and refused the event (no retry will change its mind), as
+/// opposed to not answering (restarting, a deadline passed).
+fn refused(e: &ttrpc::Error) -> bool {
+    use ttrpc::Code;
+    let ttrpc::Error::RpcStatus(s) = e else {
+        return false;
+    };
+    matches!(
+        s.code(),
+        Code::INVALID_ARGUMENT
+            | Code::NOT_FOUND
+            | Code::ALREADY_EXISTS
+            | Code::PERMISSION_DENIED
+            | Code::FAILED_PRECONDITION
+            | Code::OUT_OF_RANGE
+            | Code::UNIMPLEMENTED
+    )
+}
+
 async fn run(
     mut rx: mpsc::UnboundedReceiver<ForwardRequest>,
     addr: String,
@@ -103,6 +128,7 @@ async fn run(
         let topic = req.envelope.topic.clone();
         let mut delay = Duration::from_millis(20);
         let mut attempt = 0u32;
+        let mut refusals = 0u32;
         loop {
             if client.is_none() {
                 match Client::connect(&addr).await {
@@ -114,6 +140,14 @@ async fn run(
                 let ctx = ttrpc::context::with_timeout(Duration::from_secs(5).as_nanos() as i64);
                 match c.forward(ctx, &req).await {
                     Ok(_) => break,
+                    Err(e) if refused(&e) => {
+                        refusals += 1;
+                        if refusals >= REFUSALS {
+                            log::error!("event {topic} dropped: containerd refused it: {e}");
+                            break;
+                        }
+                        log::warn!("forward event {topic} (attempt {attempt}): {e}");
+                    }
                     Err(e) => {
                         log::warn!("forward event {topic} (attempt {attempt}): {e}");
                         client = None;
@@ -136,6 +170,18 @@ mod tests {
 
     fn same<M: MessageFull>() {
         assert_eq!(type_url::<M>(), M::descriptor().full_name());
+    }
+
+    #[test]
+    fn only_an_answered_refusal_drops_an_event() {
+        let status = |c| ttrpc::Error::RpcStatus(ttrpc::get_status(c, "x"));
+        assert!(refused(&status(ttrpc::Code::INVALID_ARGUMENT)));
+        assert!(refused(&status(ttrpc::Code::NOT_FOUND)));
+        assert!(!refused(&status(ttrpc::Code::UNAVAILABLE)));
+        assert!(!refused(&status(ttrpc::Code::DEADLINE_EXCEEDED)));
+        assert!(!refused(&status(ttrpc::Code::INTERNAL)));
+        assert!(!refused(&ttrpc::Error::LocalClosed));
+        assert!(!refused(&ttrpc::Error::RemoteClosed));
     }
 
     #[test]
