@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -151,9 +152,10 @@ pub fn ensure_single_threaded(what: &str) -> Result<(), ProcessError> {
     }
 }
 
-/// Reaps every child that has exited, without blocking: (pid, exit code). Children
+/// Reaps every child that has exited, without blocking: (pid, exit code, its number in
+/// [`reaps`]). Children
 /// started by [`spawn_watched`] are not returned: their status goes to their [`Watch`].
-pub fn reap_all() -> Vec<(i32, u32)> {
+pub fn reap_all() -> Vec<(i32, u32, u64)> {
     let mut out = Vec::new();
     loop {
         // Held across the wait: a Watch that sees its pid unreaped under this lock knows
@@ -165,13 +167,23 @@ pub fn reap_all() -> Vec<(i32, u32)> {
                 if let Some((pid, code)) = ExitStatus::from_wait(s) {
                     match w.get_mut(&pid) {
                         Some(slot) => *slot = Some(code),
-                        None => out.push((pid, code)),
+                        // Numbered as the pid is freed: see [`reaps`].
+                        None => out.push((pid, code, REAPS.fetch_add(1, Ordering::SeqCst) + 1)),
                     }
                 }
             }
         }
     }
 }
+
+/// How many exits [`reap_all`] has returned, each numbered as it is reaped (at the
+/// moment its pid is freed). A process launched when this read `n` can only have an exit
+/// numbered above `n`; a lower one with its pid is an earlier owner's.
+pub fn reaps() -> u64 {
+    REAPS.load(Ordering::SeqCst)
+}
+
+static REAPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Exit codes of watched children, by pid (None: not reaped yet).
 type Watched = BTreeMap<i32, Option<u32>>;

@@ -187,8 +187,8 @@ async fn serve(
     loop {
         tokio::select! {
             _ = sigchld.recv() => {
-                for (pid, code) in mypod_sandbox::process::reap_all() {
-                    pod.on_exit(pid, code);
+                for (pid, code, n) in mypod_sandbox::process::reap_all() {
+                    pod.on_exit(pid, code, n);
                 }
             }
             _ = sigterm.recv() => {

@@ -126,11 +126,13 @@ impl Plan {
             }
         }
         let gone = || InitError::Invalid(format!("container process {pid} is gone"));
-        // A container always has a mount namespace of its own.
-        if !join.iter().any(|(f, _, _)| *f == CloneFlags::CLONE_NEWNS) {
-            return Err(gone());
-        }
-        if start_time.is_some() && crate::process::start_time(pid) != start_time {
+        let same = match start_time {
+            Some(t) => crate::process::start_time(pid) == Some(t),
+            // Not known: at least a container's own mount namespace (only a container
+            // host_access allowed to join the runtime's has none, and it has a start time).
+            None => join.iter().any(|(f, _, _)| *f == CloneFlags::CLONE_NEWNS),
+        };
+        if !same {
             return Err(gone());
         }
         Ok(Plan {
@@ -281,13 +283,18 @@ fn write_map(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<(), InitEr
 mod tests {
     use super::*;
 
-    /// A pid that now names a process in our own namespaces (a host process, after the
-    /// container's init was reaped and its number reused) is not joined.
+    /// A pid that now names another process (a host process, after the container's init
+    /// was reaped and its number reused) is not joined.
     #[test]
     fn a_process_without_a_mount_namespace_of_its_own_is_not_joined() {
         let me = std::process::id() as i32;
         let err = Plan::of_process(me, None).err().map(|e| e.to_string());
         assert_eq!(err, Some(format!("container process {me} is gone")));
-        assert!(Plan::of_process(me, crate::process::start_time(me)).is_err());
+        let then = crate::process::start_time(me).unwrap();
+        assert!(
+            Plan::of_process(me, Some(then + 1)).is_err(),
+            "another start time"
+        );
+        assert!(Plan::of_process(me, Some(then)).is_ok(), "the same process");
     }
 }

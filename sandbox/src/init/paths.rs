@@ -1,5 +1,6 @@
 //! Hostname, sysctls, masked and read-only paths.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
@@ -115,11 +116,19 @@ fn readonly(p: &str) -> Result<(), InitError> {
     if !Path::new(p).exists() {
         return Ok(());
     }
-    mount(Some(p), p, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-        .ctx(|| format!("bind readonly path {p}"))?;
+    // Bound over itself and remounted through the new mount's descriptor, never its path
+    // again (see super::attached).
+    let at = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(p)
+        .map(std::os::fd::OwnedFd::from)
+        .ctx(|| format!("open readonly path {p}"))?;
+    let mnt = super::attached::bind_over(&at).ctx(|| format!("bind readonly path {p}"))?;
+    let target = super::attached::fd_path(&mnt);
     // Keep the mount's own nosuid/nodev/noexec (a locked flag cannot be dropped) and add
     // nothing else, as runc does: a read-only /bin must stay executable.
-    let keep = nix::sys::statvfs::statvfs(p)
+    let keep = nix::sys::statvfs::statvfs(target.as_str())
         .map(|st| {
             use nix::sys::statvfs::FsFlags;
             let f = st.flags();
@@ -131,7 +140,7 @@ fn readonly(p: &str) -> Result<(), InitError> {
         })
         .ctx(|| format!("statfs readonly path {p}"))?;
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep;
-    mount(NONE, p, NONE, flags, NONE).ctx(|| format!("remount readonly path {p}"))
+    mount(NONE, target.as_str(), NONE, flags, NONE).ctx(|| format!("remount readonly path {p}"))
 }
 
 fn mask(p: &str) -> Result<(), InitError> {

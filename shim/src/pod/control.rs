@@ -256,7 +256,7 @@ fn thaw_for_kill(id: &str, e: &mut Entry<Container>) {
 impl<C: ContainerHandle> Table<C> {
     /// Shutdown: ends the pod (notifies `exit`) if no container is left or being created.
     pub fn shutdown(&self, exit: &Notify) {
-        if self.containers.is_empty() && self.creating.is_empty() {
+        if self.containers.is_empty() && self.creating.is_empty() && self.deleting.is_empty() {
             log::info!("no containers left: shim exits");
             exit.notify_one();
         }
@@ -355,6 +355,10 @@ mod tests {
         t.shutdown(&exit_pod);
         assert!(!notified(&exit_pod), "one being created keeps it");
         t.creating.clear();
+        t.deleting.insert("c1".into());
+        t.shutdown(&exit_pod);
+        assert!(!notified(&exit_pod), "one being deleted keeps it");
+        t.deleting.clear();
         t.shutdown(&exit_pod);
         assert!(notified(&exit_pod), "with none left the pod ends");
     }

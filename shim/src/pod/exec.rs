@@ -37,7 +37,8 @@ impl Pod {
                 ServiceError::FailedPrecondition(format!("exec {exec_id} was already started"))
             })?;
             p.state.phase = Phase::Starting;
-            (target, process, p.state.stdio.clone(), st.reaps)
+            let since = mypod_sandbox::process::reaps();
+            (target, process, p.state.stdio.clone(), since)
         };
         let opts = ExecOpts {
             exec_id: exec_id.to_string(),
@@ -155,7 +156,7 @@ impl<C: ContainerHandle> Table<C> {
         Ok(())
     }
 
-    /// An exec's process runs (launched when `Table::reaps` read `since`): record it
+    /// An exec's process runs (launched when the reaper's count read `since`): record it
     /// (applying an exit its pid already had) and
     /// report TaskExecStarted. The exec comes back if its container is gone. An exit it
     /// already had whose output is unread comes back, to be applied once it is read.

@@ -104,17 +104,25 @@ impl<C: ContainerHandle> Table<C> {
             Reaped::Now(id, exec_id) | Reaped::Drain(id, exec_id, _) => {
                 self.exit_of(&id, &exec_id, pid, exit, events)
             }
-            Reaped::Unknown => self.keep_unclaimed(pid, exit),
+            Reaped::Unknown => {
+                self.reaps += 1;
+                self.keep_unclaimed(pid, exit, self.reaps)
+            }
         }
     }
 
+    /// Keeps an exit numbered `n`, as the reaper would.
+    #[cfg(test)]
+    pub fn keep_unclaimed_for_test(&mut self, pid: i32, exit: ExitStatus, n: u64) {
+        self.keep_unclaimed(pid, exit, n)
+    }
+
     /// Keeps the exit of a pid no process records yet (the newest 256).
-    fn keep_unclaimed(&mut self, pid: i32, exit: ExitStatus) {
+    fn keep_unclaimed(&mut self, pid: i32, exit: ExitStatus, n: u64) {
         if self.unclaimed.len() >= 256 {
             self.unclaimed.remove(0);
         }
-        self.reaps += 1;
-        self.unclaimed.push((pid, exit, self.reaps));
+        self.unclaimed.push((pid, exit, n));
     }
 }
 
@@ -149,14 +157,14 @@ pub(super) fn apply_exit<P: ProcessHandle>(
 impl Pod {
     /// A reaped child: a process of one of our containers, or a helper. An exit whose
     /// output is still unread is applied once it is read, else now.
-    pub fn on_exit(&self, pid: i32, code: u32) {
+    pub fn on_exit(&self, pid: i32, code: u32, n: u64) {
         let exit = ExitStatus {
             code,
             at: std::time::SystemTime::now(),
         };
         let mut t = self.lock();
         match t.reaped(pid) {
-            Reaped::Unknown => t.keep_unclaimed(pid, exit),
+            Reaped::Unknown => t.keep_unclaimed(pid, exit, n),
             Reaped::Now(id, exec_id) => t.exit_of(&id, &exec_id, pid, exit, self.events.as_ref()),
             Reaped::Drain(id, exec_id, d) => {
                 drop(t);

@@ -26,10 +26,13 @@ impl Pod {
         let id = req.id.clone();
         let since = {
             let mut st = self.lock();
-            if st.containers.contains_key(&id) || !st.creating.insert(id.clone()) {
+            if st.containers.contains_key(&id)
+                || st.deleting.contains(&id)
+                || !st.creating.insert(id.clone())
+            {
                 return Err(ServiceError::AlreadyExists(format!("container {id}")));
             }
-            st.reaps
+            mypod_sandbox::process::reaps()
         };
         let opts = CreateOpts {
             id: id.clone(),
@@ -175,7 +178,14 @@ impl Pod {
         if !exec_id.is_empty() {
             return self.delete_exec(id, exec_id);
         }
-        let mut entry = self.lock().remove_unless_running(id)?;
+        // A Create still under way (containerd cleans up after a Create whose deadline
+        // passed, while the Create goes on: see crate::detached) is waited for, so that
+        // what it makes is deleted, not left to nobody. Create ends within its setup
+        // timeout.
+        while self.lock().creating.contains(id) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let (mut entry, mark) = self.lock().begin_delete(id)?;
         let exit = exit_or_killed(&entry.init);
         let pid = entry.init.pid;
         let bundle = PathBuf::from(&entry.bundle);
@@ -188,15 +198,21 @@ impl Pod {
         })
         .await;
         match destroyed {
-            Ok((_, Ok(()))) => logger::remove_bundle(&bundle),
+            Ok((_, Ok(()))) => {
+                self.lock().deleting.remove(id);
+                logger::remove_bundle(&bundle);
+            }
             Ok((entry, Err(e))) => {
-                // Kept, so that containerd's next Delete tries again (and the pod's
-                // Shutdown does not end the shim with the container half removed).
+                // Kept, so that containerd's next Delete tries again.
                 log::error!("delete {id}: {e}");
-                self.lock().containers.insert(id.to_string(), entry);
+                self.lock()
+                    .end_failed_delete(id, entry, mark, self.events.as_ref());
                 return Err(e.into());
             }
-            Err(e) => return Err(ServiceError::Internal(format!("delete {id}: {e}"))),
+            Err(e) => {
+                self.lock().deleting.remove(id);
+                return Err(ServiceError::Internal(format!("delete {id}: {e}")));
+            }
         }
         self.events.emit(Event::Delete {
             id: id.to_string(),
@@ -240,8 +256,48 @@ fn exit_or_killed(init: &ProcState) -> ExitStatus {
 }
 
 impl<C: ContainerHandle> Table<C> {
-    /// Takes a container out of the table for Delete: refused while its init runs (or
-    /// is starting); a stopped or never-started one goes.
+    /// Takes a container out of the table for Delete (refused while its init runs or is
+    /// starting), marked as being deleted; with the reaper's count at that moment.
+    pub fn begin_delete(&mut self, id: &str) -> Result<(Entry<C>, u64)> {
+        if self.deleting.contains(id) {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "container {id} is being deleted"
+            )));
+        }
+        let entry = self.remove_unless_running(id)?;
+        self.deleting.insert(id.to_string());
+        Ok((entry, mypod_sandbox::process::reaps()))
+    }
+
+    /// A Delete whose destroy failed puts the container back for the next try; exits of
+    /// its processes reaped meanwhile (numbered after `mark`) are applied.
+    pub fn end_failed_delete(
+        &mut self,
+        id: &str,
+        mut entry: Entry<C>,
+        mark: u64,
+        events: &dyn super::types::EventSink,
+    ) {
+        self.deleting.remove(id);
+        let pids: Vec<(String, i32)> = entry
+            .execs
+            .iter()
+            .filter(|(_, x)| x.state.exit.is_none())
+            .map(|(x, p)| (x.clone(), p.state.pid))
+            .collect();
+        for (exec_id, pid) in pids {
+            let Some(exit) = self.take_unclaimed(pid, mark) else {
+                continue;
+            };
+            if let Some((process, state)) = entry.proc_mut(&exec_id) {
+                super::exits::apply_exit(events, id, &exec_id, process, state, exit);
+            }
+        }
+        self.containers.insert(id.to_string(), entry);
+    }
+
+    /// Takes a container out of the table: refused while its init runs (or is starting);
+    /// a stopped or never-started one goes.
     pub fn remove_unless_running(&mut self, id: &str) -> Result<Entry<C>> {
         let e = self.get(id)?;
         if matches!(e.init.phase, Phase::Running | Phase::Starting) {
@@ -342,6 +398,33 @@ mod tests {
         );
         let e = t.remove_unless_running("c1").unwrap();
         assert_eq!(exit_or_killed(&e.init), exit(3));
+    }
+
+    #[test]
+    fn a_failed_delete_puts_the_container_back_with_its_execs_exits() {
+        let ev = Recorder::default();
+        let mut t = running("c1", 42);
+        let mut x = ProcState::new(77, Default::default(), false);
+        x.phase = Phase::Running;
+        let process = super::super::fake::FakeProcess::default();
+        let exec = super::super::table::Exec { process, state: x };
+        t.get_mut("c1").unwrap().execs.insert("e1".into(), exec);
+        t.on_exit(42, exit(0), &ev);
+        let (entry, mark) = t.begin_delete("c1").unwrap();
+        // Meanwhile: a second Delete waits its turn, the exec killed by destroy is reaped.
+        assert!(matches!(
+            t.begin_delete("c1"),
+            Err(ServiceError::FailedPrecondition(ref m)) if m == "container c1 is being deleted"
+        ));
+        t.keep_unclaimed_for_test(77, exit(137), mark + 1);
+        t.end_failed_delete("c1", entry, mark, &ev);
+        assert!(t.deleting.is_empty());
+        let x = &t.get("c1").unwrap().execs["e1"];
+        assert_eq!(
+            (x.state.phase, x.state.exit),
+            (Phase::Stopped, Some(exit(137)))
+        );
+        assert!(t.begin_delete("c1").is_ok(), "the next Delete tries again");
     }
 
     #[test]

@@ -82,18 +82,24 @@ impl Pod {
     /// CreateSandbox: the pod's files under `bundle`, then the holder, created (not
     /// started). A failure leaves nothing behind.
     pub async fn create_sandbox(&self, id: &str, bundle: &Path, pod: PodConfig) -> Result<()> {
-        use std::sync::atomic::Ordering::SeqCst;
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        /// Clears the flag however the creation ends.
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, SeqCst);
+            }
+        }
         // One at a time: a second CreateSandbox while the first awaits must not clean up
-        // the files the first one made.
-        if self.sandbox_lock().is_some()
-            || self.pid(id).is_some()
-            || self.sandbox_creating.swap(true, SeqCst)
-        {
+        // the files the first one made. The flag first, then what a finished one left.
+        if self.sandbox_creating.swap(true, SeqCst) {
             return Err(ServiceError::AlreadyExists(format!("sandbox {id}")));
         }
-        let r = self.create_sandbox_now(id, bundle, pod).await;
-        self.sandbox_creating.store(false, SeqCst);
-        r
+        let _done = Done(&self.sandbox_creating);
+        if self.sandbox_lock().is_some() || self.pid(id).is_some() {
+            return Err(ServiceError::AlreadyExists(format!("sandbox {id}")));
+        }
+        self.create_sandbox_now(id, bundle, pod).await
     }
 
     async fn create_sandbox_now(&self, id: &str, bundle: &Path, mut pod: PodConfig) -> Result<()> {

@@ -13,8 +13,8 @@ const REAP_WAIT: Duration = Duration::from_secs(2);
 
 impl Pod {
     /// Fills in how a dead setup helper or process ended ([`ContainerError::SetupDied`]),
-    /// from the exits the reaper could not give to any process since `since` (see
-    /// `Table::reaps`); other errors pass.
+    /// from the exits the reaper could not give to any process, numbered after `since`
+    /// (`mypod_sandbox::process::reaps`); other errors pass.
     pub(super) async fn explain_setup_death(
         &self,
         e: ContainerError,

@@ -185,11 +185,14 @@ impl<C: ContainerHandle> Entry<C> {
 pub(super) struct Table<C: ContainerHandle> {
     pub containers: HashMap<String, Entry<C>>,
     pub creating: HashSet<String>,
+    /// Containers taken out of `containers` by a Delete that is destroying them.
+    pub deleting: HashSet<String>,
     /// Exits of pids no process claimed yet (a process can die before its RPC returns),
-    /// each with its number in [`Table::reaps`]. Most are setup helpers', never claimed.
+    /// each with the number the reaper gave it (`mypod_sandbox::process::reaps`). Most are
+    /// setup helpers', never claimed.
     pub unclaimed: Vec<(i32, ExitStatus, u64)>,
-    /// How many exits were kept unclaimed so far: a process launched when this read `n`
-    /// claims only exits numbered above `n` (an older one is a pid's earlier owner).
+    /// The unit tests' stand-in for the reaper's numbering (`Table::on_exit`).
+    #[cfg(test)]
     pub reaps: u64,
 }
 
@@ -198,7 +201,9 @@ impl<C: ContainerHandle> Default for Table<C> {
         Table {
             containers: HashMap::new(),
             creating: HashSet::new(),
+            deleting: HashSet::new(),
             unclaimed: Vec::new(),
+            #[cfg(test)]
             reaps: 0,
         }
     }
@@ -221,8 +226,8 @@ impl<C: ContainerHandle> Table<C> {
         self.containers.get_mut(id).ok_or_else(|| not_found(id, ""))
     }
 
-    /// The exit of `pid` kept since `since` (a [`Table::reaps`] read before the process
-    /// was launched), if any.
+    /// The exit of `pid` numbered after `since` (`mypod_sandbox::process::reaps` read
+    /// before the process was launched), if any.
     pub fn take_unclaimed(&mut self, pid: i32, since: u64) -> Option<ExitStatus> {
         let i = self
             .unclaimed
@@ -231,8 +236,8 @@ impl<C: ContainerHandle> Table<C> {
         Some(self.unclaimed.remove(i).1)
     }
 
-    /// Records a created container (launched when [`Table::reaps`] read `since`); an exit
-    /// its init pid already had is applied.
+    /// Records a created container (launched when the reaper's count read `since`); an
+    /// exit its init pid already had is applied.
     pub fn insert(&mut self, id: &str, mut entry: Entry<C>, since: u64, events: &dyn EventSink) {
         if let Some(exit) = self.take_unclaimed(entry.init.pid, since) {
             apply_exit(
