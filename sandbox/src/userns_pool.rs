@@ -119,9 +119,14 @@ impl Pool {
     /// Checks the bounds: whole ranges, at least one, all ids within 0..=2^31-1.
     pub fn validate(&self) -> Result<(), PoolError> {
         let bad = |m: String| Err(PoolError::Invalid(m));
-        if !self.start.is_multiple_of(RANGE) || !self.size.is_multiple_of(RANGE) || self.size == 0 {
+        if !self.start.is_multiple_of(RANGE)
+            || !self.size.is_multiple_of(RANGE)
+            || self.size == 0
+            || self.start == 0
+        {
             return bad(format!(
-                "start {} and size {} must be non-zero multiples of {RANGE}",
+                "start {} and size {} must be non-zero multiples of {RANGE} (a start of 0 \
+                 would make a pod's root the host's root)",
                 self.start, self.size
             ));
         }

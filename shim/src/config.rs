@@ -113,9 +113,10 @@ impl SandboxConfig {
     /// Checks the id pool; the message names the key.
     fn check(&self) -> Result<(), String> {
         let (start, size) = (self.userns_pool_start, self.userns_pool_size);
-        if start % ID_BLOCK != 0 {
+        if start % ID_BLOCK != 0 || start == 0 {
             return Err(format!(
-                "sandbox.userns_pool_start = {start}: must be a multiple of 65536"
+                "sandbox.userns_pool_start = {start}: must be a non-zero multiple of 65536 \
+                 (0 would make a pod's root the host's root)"
             ));
         }
         if size == 0 || size % ID_BLOCK != 0 {
@@ -324,8 +325,8 @@ mod tests {
         assert_eq!(s.user_namespace, UserNamespace::Off);
         assert_eq!(s.seccomp, Seccomp::Off);
         assert_eq!(s.host_access, HostAccess::Allow);
-        // The whole pool up to 2^31.
-        let text = "[sandbox]\nuserns_pool_start = 0\nuserns_pool_size = 2147483648\n";
+        // The whole pool up to 2^31, above the host's first 65536 ids.
+        let text = "[sandbox]\nuserns_pool_start = 65536\nuserns_pool_size = 2147418112\n";
         assert!(Config::parse(text, "x").is_ok());
     }
 
@@ -345,7 +346,8 @@ mod tests {
             ("[sandbox]\nuserns_pool_start = \"0\"\n", "sandbox.userns_pool_start"),
             ("[sandbox]\nuserns_pool_start = -65536\n", "sandbox.userns_pool_start"),
             ("[sandbox]\nuserns_pool_size = 4294967296\n", "sandbox.userns_pool_size"),
-            ("[sandbox]\nuserns_pool_start = 100000\n", "sandbox.userns_pool_start = 100000: must be a multiple of 65536"),
+            ("[sandbox]\nuserns_pool_start = 100000\n", "sandbox.userns_pool_start = 100000: must be a non-zero multiple of 65536"),
+            ("[sandbox]\nuserns_pool_start = 0\n", "would make a pod's root the host's root"),
             ("[sandbox]\nuserns_pool_size = 0\n", "sandbox.userns_pool_size = 0: must be a non-zero multiple of 65536"),
             ("[sandbox]\nuserns_pool_size = 65537\n", "sandbox.userns_pool_size = 65537: must be a non-zero multiple of 65536"),
             (

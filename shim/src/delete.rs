@@ -44,8 +44,11 @@ pub fn run(args: &Args) -> Result<Vec<u8>, String> {
                 }
                 drop(lock);
                 let layout = mypod_sandbox::cgroup::Layout::detect().map_err(|e| e.to_string())?;
-                // A sandbox's bundle also holds the pod's files (a /dev/shm tmpfs).
-                mypod_sandbox::pod_files::remove_dead(&bundle.join(crate::pod::POD_FILES));
+                // A sandbox's bundle also holds the pod's files (a /dev/shm tmpfs); only a
+                // sandbox's: another container's `pod` may be its rootfs.
+                if crate::pod::is_sandbox_bundle(&spec, &args.id) {
+                    mypod_sandbox::pod_files::remove_dead(&bundle.join(crate::pod::POD_FILES));
+                }
                 mypod_sandbox::container::cleanup_dead(&bundle, &args.id, &layout)
                     .map_err(|e| format!("clean up {}: {e}", args.id))?;
             }

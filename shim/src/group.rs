@@ -1,9 +1,11 @@
 //! Pod grouping: which pod a container belongs to, and where the shim serving that pod
 //! listens.
 //!
-//! Containers of one pod share one shim. A container's group is runc's group annotation,
-//! else CRI's sandbox id, else the container's own id (an empty annotation counts as
-//! absent). The socket path is derived from (containerd address, namespace, group), so
+//! Containers of one pod share one shim. A container's group is CRI's sandbox id, else
+//! runc's group annotation, else the container's own id (an empty annotation counts as
+//! absent). CRI's comes first, unlike runc-v2: it is set by containerd itself, while a pod
+//! annotation can reach a container's spec (`pod_annotations`), and a pod that named
+//! another pod's group would join that pod's shim and its user namespace. The socket path is derived from (containerd address, namespace, group), so
 //! `start` and `delete` find the same shim for a container.
 
 use std::collections::HashMap;
@@ -11,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// Annotation containerd's runc-v2 shim honours for grouping; we honour it too (first).
+/// Annotation containerd's runc-v2 shim honours for grouping; we honour it too (after
+/// CRI's sandbox id).
 pub const RUNC_GROUP: &str = "io.containerd.runc.v2.group";
 /// Annotation CRI sets on every container of a pod.
 pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
@@ -21,7 +24,7 @@ pub const SOCKET_DIR: &str = "/run/containerd/s";
 
 /// The group named by a container's annotations, if any (see the module doc).
 fn named(annotations: &HashMap<String, String>) -> Option<&str> {
-    [RUNC_GROUP, SANDBOX_ID].iter().find_map(|k| {
+    [SANDBOX_ID, RUNC_GROUP].iter().find_map(|k| {
         annotations
             .get(*k)
             .map(String::as_str)
@@ -77,14 +80,15 @@ mod tests {
     }
 
     #[test]
-    fn runc_group_wins_then_sandbox_id_then_own_id() {
+    fn sandbox_id_wins_then_runc_group_then_own_id() {
         assert_eq!(group_id(None, "c1"), "c1");
         let a = annotations(&[("other", "x")]);
         assert_eq!(group_id(Some(&a), "c1"), "c1");
         let a = annotations(&[(SANDBOX_ID, "pod")]);
         assert_eq!(group_id(Some(&a), "c1"), "pod");
+        // A pod annotation naming another pod's group does not move a CRI container.
         let a = annotations(&[(SANDBOX_ID, "pod"), (RUNC_GROUP, "grp")]);
-        assert_eq!(group_id(Some(&a), "c1"), "grp");
+        assert_eq!(group_id(Some(&a), "c1"), "pod");
         let a = annotations(&[(RUNC_GROUP, "grp")]);
         assert_eq!(group_id(Some(&a), "c1"), "grp");
     }
@@ -110,7 +114,7 @@ mod tests {
             ),
             (
                 r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"sb","io.containerd.runc.v2.group":"g"},"process":{"args":["x"]}}"#,
-                Some("g"),
+                Some("sb"),
             ),
             (
                 r#"{"annotations":{"io.containerd.runc.v2.group":"","io.kubernetes.cri.sandbox-id":"sb"}}"#,

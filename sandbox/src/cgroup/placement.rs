@@ -22,6 +22,11 @@ pub enum CgroupError {
     Systemd(#[from] SystemdPathError),
     #[error("cgroupsPath {0:?} escapes the cgroup root")]
     Escapes(String),
+    #[error(
+        "cgroupsPath {0:?} names a cgroup that already has processes (the host's, or another \
+         container's): a container gets a cgroup of its own"
+    )]
+    InUse(String),
     #[error(transparent)]
     DeviceFilter(#[from] DeviceFilterError),
     #[error("no cgroup hierarchy is mounted")]
@@ -82,7 +87,11 @@ pub enum Place {
 /// elsewhere it is a relative path, as runc's cgroupfs driver takes it.
 pub fn relative_path(cgroups_path: &str, systemd: bool) -> Result<Place, CgroupError> {
     if systemd && systemd_path::is_systemd_form(cgroups_path) {
-        return Ok(Place::Root(systemd_path::expand(cgroups_path)?));
+        let expanded = systemd_path::expand(cgroups_path)?;
+        // `x:y:-.slice` expands to nothing: the root cgroup.
+        let rel = clean(&expanded.to_string_lossy())
+            .ok_or_else(|| CgroupError::Escapes(cgroups_path.to_string()))?;
+        return Ok(Place::Root(rel));
     }
     let rel = clean(cgroups_path).ok_or_else(|| CgroupError::Escapes(cgroups_path.to_string()))?;
     if cgroups_path.starts_with('/') {
@@ -193,6 +202,21 @@ impl Cgroup {
     /// Hierarchies to show inside the container: (name, host directory).
     pub fn binds(&self) -> Vec<(String, PathBuf)> {
         self.dirs.clone()
+    }
+
+    /// Refuses a cgroup that has processes already, as runc does: one named by a spec may
+    /// be the host's (`/system.slice/containerd.service`), which a failed create or a
+    /// delete would then kill. `cgroups_path` is for the message.
+    pub fn ensure_unused(&self, cgroups_path: &str) -> Result<(), CgroupError> {
+        let used = |dir: &Path| {
+            fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())
+        };
+        if self.dirs.first().is_some_and(|(_, d)| used(d))
+            || self.unified.as_deref().is_some_and(used)
+        {
+            return Err(CgroupError::InUse(cgroups_path.to_string()));
+        }
+        Ok(())
     }
 
     /// Pids of every process in the cgroup.

@@ -92,7 +92,10 @@ pub fn cleanup_dead(bundle: &Path, id: &str, layout: &Layout) -> Result<(), Cont
         let _ = freezer::set_frozen(&cg, false);
     }
     cg.kill_all()?;
-    mount::unmount_all(&rootfs_path(&spec, bundle))?;
+    // Only where a snapshot may have been mounted (see `root_is_bundle_rootfs`).
+    if super::root_is_bundle_rootfs(&spec, bundle) {
+        mount::unmount_all(&rootfs_path(&spec, bundle))?;
+    }
     cg.remove()?;
     Ok(())
 }

@@ -139,6 +139,15 @@ impl Container {
         let (spec, idmaps) = spec::load_with_idmaps(&opts.bundle)?;
         let spec = with_pod_mounts(spec, &opts.pod_mounts);
         spec::validate(&spec)?;
+        // containerd's snapshot is mounted on root.path: never on a host directory a spec
+        // names (`/run`, `../../..`), which delete would then unmount too.
+        if !opts.rootfs.is_empty() && !super::root_is_bundle_rootfs(&spec, &opts.bundle) {
+            return Err(spec::SpecError::Invalid {
+                field: "root.path",
+                reason: "must be the bundle's rootfs when containerd mounts the rootfs".into(),
+            }
+            .into());
+        }
         crate::spec_checks::terminal(wants_terminal(spec.process().as_ref()), opts.terminal)
             .map_err(spec::SpecError::from)?;
         crate::sysctl::validate(&spec, crate::sysctl::is_own_namespace)?;
@@ -182,6 +191,8 @@ impl Container {
     ) -> Result<Container, ContainerError> {
         let rootfs = rootfs_path(&spec, &opts.bundle);
         let cgroup = Cgroup::new(layout, &cgroups_path(&spec, &opts.id))?;
+        // Before it is ours to kill and remove (`partial`).
+        cgroup.ensure_unused(&cgroups_path(&spec, &opts.id))?;
         partial.cgroup = Some(cgroup.clone());
         cgroup.create()?;
         t.mark("cgroup");

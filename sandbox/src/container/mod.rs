@@ -271,6 +271,14 @@ pub(crate) fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
     bundle.join(root)
 }
 
+/// Whether the spec's root is `<bundle>/rootfs`, where containerd's rootfs mounts go: the
+/// only place mypod mounts (and, after a dead shim, unmounts) a snapshot.
+pub(crate) fn root_is_bundle_rootfs(spec: &Spec, bundle: &Path) -> bool {
+    rootfs_path(spec, bundle)
+        .components()
+        .eq(bundle.join("rootfs").components())
+}
+
 /// Whether the process spec asks for a terminal.
 fn wants_terminal(p: Option<&ProcessSpec>) -> bool {
     p.and_then(|p| p.terminal()).unwrap_or(false)
@@ -286,5 +294,29 @@ impl Container {
     fn state(&self, status: &'static str) -> hooks::State {
         let pid = if status == "stopped" { 0 } else { self.pid() };
         hooks::State::new(&self.spec, &self.id, &self.bundle, status, pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_root(path: &str) -> Spec {
+        serde_json::from_str(&format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"{path}"}},
+                "process":{{"args":["sh"],"cwd":"/","user":{{"uid":0,"gid":0}}}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_goes_only_to_the_bundles_rootfs() {
+        let b = Path::new("/run/b/c1");
+        for ok in ["rootfs", "./rootfs", "rootfs/", "/run/b/c1/rootfs"] {
+            assert!(root_is_bundle_rootfs(&with_root(ok), b), "{ok}");
+        }
+        for bad in ["/run", "../../../../run", "rootfs/..", "pod", "/run/b/c1"] {
+            assert!(!root_is_bundle_rootfs(&with_root(bad), b), "{bad}");
+        }
     }
 }

@@ -20,7 +20,7 @@ mod fake;
 mod lifecycle;
 mod sandbox;
 mod setup_death;
-pub use sandbox::POD_FILES;
+pub use sandbox::{is_sandbox_bundle, POD_FILES};
 mod table;
 mod types;
 

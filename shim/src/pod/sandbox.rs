@@ -20,6 +20,18 @@ const HOLDER_ROOT: &str = "holder";
 /// The directory of the pod's files, in the sandbox's bundle.
 pub const POD_FILES: &str = "pod";
 
+/// Whether `spec` (a bundle's config.json) is the holder's that CreateSandbox wrote for
+/// sandbox `id`: its root is the holder's and it names `id` as its own sandbox.
+pub fn is_sandbox_bundle(spec: &oci_spec::runtime::Spec, id: &str) -> bool {
+    let root = spec.root().as_ref().map(|r| r.path().as_path());
+    let own = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::group::SANDBOX_ID))
+        .is_some_and(|s| s == id);
+    root == Some(Path::new(HOLDER_ROOT)) && own
+}
+
 /// The sandbox this shim is, once created.
 pub struct SandboxState {
     id: String,
@@ -269,5 +281,30 @@ impl Pod {
         log::info!("sandbox {id} shut down: shim exits");
         self.exit.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_holders_own_bundle_is_a_sandbox_bundle() {
+        let pod = PodConfig {
+            id: "sb1".into(),
+            netns: Some("/var/run/netns/cni-1".into()),
+            ..Default::default()
+        };
+        let spec = holder::spec(&pod, HOLDER_ROOT).unwrap();
+        assert!(is_sandbox_bundle(&spec, "sb1"));
+        assert!(!is_sandbox_bundle(&spec, "c1"), "a container of the pod");
+        let mut other = spec.clone();
+        other.set_root(Some(
+            oci_spec::runtime::RootBuilder::default()
+                .path(POD_FILES)
+                .build()
+                .unwrap(),
+        ));
+        assert!(!is_sandbox_bundle(&other, "sb1"), "a container whose rootfs is `pod`");
     }
 }

@@ -273,3 +273,29 @@ fn out_of_range_ids_are_refused(c: &Containerd) {
     c.assert_clean("host");
 }
 per_version!(out_of_range_ids_are_refused);
+
+/// A spec whose cgroupsPath names another container's cgroup is refused, and that container
+/// lives on: the refused create used to take the cgroup as its own, and a failed create or
+/// a delete kills everything in its cgroup (the host's `containerd.service`, say).
+fn a_cgroup_in_use_is_refused_and_left_alone(c: &Containerd) {
+    c.run_detached("owner", &[], &["sleep", "600"]);
+    c.wait_task_status("owner", "RUNNING", Duration::from_secs(10));
+    let mut spec = c.config_spec("squatter", &["/bin/true"]);
+    spec["linux"]["cgroupsPath"] = json!(format!("/{}/owner", c.namespace()));
+    let out = c.run_config("squatter", &[], &spec);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("already has processes"),
+        "ctr should say the cgroup is in use:\n{out}"
+    );
+    let owner = c.task("owner").map(|t| t.status);
+    assert_eq!(
+        owner.as_deref(),
+        Some("RUNNING"),
+        "the cgroup's owner was hurt"
+    );
+    c.kill_and_remove("owner");
+    c.assert_clean("owner");
+    c.assert_clean("squatter");
+}
+per_version!(a_cgroup_in_use_is_refused_and_left_alone);

@@ -13,16 +13,18 @@ use super::placement::{io, Cgroup, CgroupError};
 
 impl Cgroup {
     /// Applies device rules (v1 devices controller, or on v2 an eBPF device filter): the
-    /// spec's rules in order, then the defaults every container gets, as runc does.
+    /// spec's rules in order, then the defaults every container gets, as runc does. No rules
+    /// at all is "deny all" before the defaults, as in runc: a spec that says nothing gets
+    /// no device beyond them (not its parent cgroup's, on v1 usually every device).
     pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
         if self.v2 {
-            if rules.is_empty() {
-                return Ok(());
-            }
             let Some((_, dir)) = self.dirs.first() else {
                 return Ok(());
             };
-            let mut list = Vec::with_capacity(rules.len() + DEFAULT_ALLOWED.len());
+            let mut list = Vec::with_capacity(rules.len() + DEFAULT_ALLOWED.len() + 1);
+            if rules.is_empty() {
+                list.push(bpf::Rule::parse(false, DENY_ALL)?);
+            }
             for r in rules {
                 list.push(bpf::Rule::parse(r.allow(), &device_rule(r))?);
             }
@@ -41,11 +43,11 @@ impl Cgroup {
             }
             return Ok(());
         };
+        if rules.is_empty() {
+            write_rule(dir, false, DENY_ALL)?;
+        }
         for r in rules {
             write_rule(dir, r.allow(), &device_rule(r))?;
-        }
-        if rules.is_empty() {
-            return Ok(());
         }
         for rule in DEFAULT_ALLOWED {
             write_rule(dir, true, rule)?;
@@ -53,6 +55,9 @@ impl Cgroup {
         Ok(())
     }
 }
+
+/// Every device: what a spec without rules starts from, denied.
+const DENY_ALL: &str = "a *:* rwm";
 
 /// Device rules every container is allowed, whatever its spec denies (runc's list).
 const DEFAULT_ALLOWED: &[&str] = &[
@@ -107,5 +112,26 @@ mod tests {
         let r: LinuxDeviceCgroup =
             serde_json::from_str(r#"{"allow":true,"type":"c","major":1,"access":"rw"}"#).unwrap();
         assert_eq!(device_rule(&r), "c 1:* rw");
+    }
+
+    /// v1, on a fake directory (each write replaces the file: the last rule stays).
+    #[test]
+    fn no_rules_deny_everything_but_the_defaults() {
+        let dir = std::env::temp_dir().join(format!("mypod-devices-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let cg = Cgroup {
+            dirs: vec![("devices".into(), dir.clone())],
+            v2: false,
+            unified: None,
+        };
+        cg.apply_devices(&[]).unwrap();
+        let deny = fs::read_to_string(dir.join("devices.deny")).unwrap();
+        let allow = fs::read_to_string(dir.join("devices.allow")).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(deny, DENY_ALL);
+        assert_eq!(Some(allow.as_str()), DEFAULT_ALLOWED.last().copied());
+        // And on v2 the filter starts with it.
+        let rule = bpf::Rule::parse(false, DENY_ALL);
+        assert!(rule.is_ok());
     }
 }

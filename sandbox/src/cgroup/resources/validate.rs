@@ -134,10 +134,25 @@ pub fn validate(r: &LinuxResources, v2: bool) -> Result<()> {
                     reason: "not a cgroup file name".into(),
                 });
             }
+            // The core files move processes in (cgroup.procs: any host pid), change the
+            // tree (subtree_control, type) or act on it (kill, freeze): the runtime's own.
+            if k.starts_with("cgroup.") && !UNIFIED_CORE_LIMITS.contains(&k.as_str()) {
+                return Err(ResourceError::Invalid {
+                    field: "unified",
+                    value: k.clone(),
+                    reason: format!(
+                        "a cgroup core file; of those only {} may be set",
+                        UNIFIED_CORE_LIMITS.join(" and ")
+                    ),
+                });
+            }
         }
     }
     Ok(())
 }
+
+/// The `cgroup.*` files a spec's `unified` may write: limits on the container's own subtree.
+const UNIFIED_CORE_LIMITS: [&str; 2] = ["cgroup.max.depth", "cgroup.max.descendants"];
 
 #[cfg(test)]
 mod tests {
@@ -162,6 +177,16 @@ mod tests {
         let e = validate(&res(r#"{"unified":{"memory.max":"1"}}"#), false).unwrap_err();
         assert!(e.to_string().contains("cgroup v1"), "{e}");
         assert!(validate(&res(r#"{"unified":{"../x":"1"}}"#), true).is_err());
+        for core in [
+            "cgroup.procs",
+            "cgroup.threads",
+            "cgroup.subtree_control",
+            "cgroup.kill",
+        ] {
+            let r = res(&format!(r#"{{"unified":{{"{core}":"1"}}}}"#));
+            assert!(validate(&r, true).is_err(), "{core}");
+        }
+        assert!(validate(&res(r#"{"unified":{"cgroup.max.depth":"2"}}"#), true).is_ok());
         assert!(validate(
             &res(r#"{"hugepageLimits":[{"pageSize":"2MB","limit":-1}]}"#),
             true
