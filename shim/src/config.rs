@@ -113,11 +113,19 @@ impl SandboxConfig {
     /// Checks the id pool; the message names the key.
     fn check(&self) -> Result<(), String> {
         let (start, size) = (self.userns_pool_start, self.userns_pool_size);
-        if start % ID_BLOCK != 0 || start == 0 {
+        if start % ID_BLOCK != 0 {
             return Err(format!(
-                "sandbox.userns_pool_start = {start}: must be a non-zero multiple of 65536 \
-                 (0 would make a pod's root the host's root)"
+                "sandbox.userns_pool_start = {start}: must be a multiple of 65536"
             ));
+        }
+        // Only where the pool is used: a node that runs without pod user namespaces keeps
+        // whatever it had.
+        if start == 0 && self.user_namespace == UserNamespace::Pod {
+            return Err(
+                "sandbox.userns_pool_start = 0 with user_namespace = \"pod\": 0 would make a \
+                 pod's root the host's root"
+                    .to_string(),
+            );
         }
         if size == 0 || size % ID_BLOCK != 0 {
             return Err(format!(
@@ -328,6 +336,9 @@ mod tests {
         // The whole pool up to 2^31, above the host's first 65536 ids.
         let text = "[sandbox]\nuserns_pool_start = 65536\nuserns_pool_size = 2147418112\n";
         assert!(Config::parse(text, "x").is_ok());
+        // A start of 0 where no pod user namespace is made (as accepted before).
+        let text = "[sandbox]\nuser_namespace = \"off\"\nuserns_pool_start = 0\n";
+        assert!(Config::parse(text, "x").is_ok());
     }
 
     #[test]
@@ -346,7 +357,7 @@ mod tests {
             ("[sandbox]\nuserns_pool_start = \"0\"\n", "sandbox.userns_pool_start"),
             ("[sandbox]\nuserns_pool_start = -65536\n", "sandbox.userns_pool_start"),
             ("[sandbox]\nuserns_pool_size = 4294967296\n", "sandbox.userns_pool_size"),
-            ("[sandbox]\nuserns_pool_start = 100000\n", "sandbox.userns_pool_start = 100000: must be a non-zero multiple of 65536"),
+            ("[sandbox]\nuserns_pool_start = 100000\n", "sandbox.userns_pool_start = 100000: must be a multiple of 65536"),
             ("[sandbox]\nuserns_pool_start = 0\n", "would make a pod's root the host's root"),
             ("[sandbox]\nuserns_pool_size = 0\n", "sandbox.userns_pool_size = 0: must be a non-zero multiple of 65536"),
             ("[sandbox]\nuserns_pool_size = 65537\n", "sandbox.userns_pool_size = 65537: must be a non-zero multiple of 65536"),

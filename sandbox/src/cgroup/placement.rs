@@ -101,6 +101,20 @@ pub fn relative_path(cgroups_path: &str, systemd: bool) -> Result<Place, CgroupE
     }
 }
 
+/// Whether the cgroup at `dir` or one below it has a process.
+fn has_processes(dir: &Path) -> bool {
+    if fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty()) {
+        return true;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .any(|e| has_processes(&e.path()))
+}
+
 /// The path's normal components; `None` if it climbs (`..`) or names nothing.
 fn clean(path: &str) -> Option<PathBuf> {
     let mut rel = PathBuf::new();
@@ -204,16 +218,13 @@ impl Cgroup {
         self.dirs.clone()
     }
 
-    /// Refuses a cgroup that has processes already, as runc does: one named by a spec may
-    /// be the host's (`/system.slice/containerd.service`), which a failed create or a
-    /// delete would then kill. `cgroups_path` is for the message.
+    /// Refuses a cgroup that has processes already, in any hierarchy or below, as runc
+    /// does: one named by a spec may be the host's (`/system.slice/containerd.service`),
+    /// which a failed create or a delete would then kill. A new cgroup's directories do
+    /// not exist yet: one failed open each. `cgroups_path` is for the message.
     pub fn ensure_unused(&self, cgroups_path: &str) -> Result<(), CgroupError> {
-        let used = |dir: &Path| {
-            fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())
-        };
-        if self.dirs.first().is_some_and(|(_, d)| used(d))
-            || self.unified.as_deref().is_some_and(used)
-        {
+        let dirs = self.dirs.iter().map(|(_, d)| d.as_path());
+        if dirs.chain(self.unified.as_deref()).any(has_processes) {
             return Err(CgroupError::InUse(cgroups_path.to_string()));
         }
         Ok(())

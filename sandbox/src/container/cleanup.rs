@@ -83,9 +83,28 @@ impl Container {
     }
 }
 
-/// Cleans up after a container whose shim died: kill, unmount, remove the cgroup.
+/// The bundle file that says the container's cgroup is its own: written by Create once the
+/// cgroup was found unused, before it is made.
+const CGROUP_OWNED: &str = "mypod-cgroup-owned";
+
+pub(super) fn mark_cgroup_owned(bundle: &Path) -> Result<(), ContainerError> {
+    let path = bundle.join(CGROUP_OWNED);
+    std::fs::write(&path, b"")
+        .map_err(|e| ContainerError::Invalid(format!("write {}: {e}", path.display())))
+}
+
+/// Cleans up after a container whose shim died: kill, unmount, remove the cgroup. The
+/// cgroup only if the bundle marks it as the container's own: a container refused at
+/// Create (its cgroupsPath named a cgroup in use) must not have that cgroup killed here.
 pub fn cleanup_dead(bundle: &Path, id: &str, layout: &Layout) -> Result<(), ContainerError> {
     let spec = spec::load(bundle)?;
+    if !bundle.join(CGROUP_OWNED).exists() {
+        if super::root_is_bundle_rootfs(&spec, bundle) {
+            mount::unmount_all(&rootfs_path(&spec, bundle))?;
+        }
+        log::info!("{id}: its cgroup was never its own: left alone");
+        return Ok(());
+    }
     let cg = Cgroup::new(layout, &cgroups_path(&spec, id))?;
     if freezer::is_frozen(&cg) {
         let _ = cg.signal_all(libc::SIGKILL);

@@ -305,6 +305,9 @@ mod tests {
                 .build()
                 .unwrap(),
         ));
-        assert!(!is_sandbox_bundle(&other, "sb1"), "a container whose rootfs is `pod`");
+        assert!(
+            !is_sandbox_bundle(&other, "sb1"),
+            "a container whose rootfs is `pod`"
+        );
     }
 }

@@ -13,16 +13,20 @@ use super::placement::{io, Cgroup, CgroupError};
 
 impl Cgroup {
     /// Applies device rules (v1 devices controller, or on v2 an eBPF device filter): the
-    /// spec's rules in order, then the defaults every container gets, as runc does. No rules
-    /// at all is "deny all" before the defaults, as in runc: a spec that says nothing gets
-    /// no device beyond them (not its parent cgroup's, on v1 usually every device).
+    /// spec's rules in order, then the defaults every container gets, as runc does. Unless
+    /// the spec's first rule is about every device, "deny all" goes first, as in runc: a
+    /// spec that says nothing, or only allows some, gets no device beyond its rules and the
+    /// defaults (not its parent cgroup's, on v1 usually every device).
     pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+        let deny_first = rules
+            .first()
+            .is_none_or(|r| !device_rule(r).starts_with('a'));
         if self.v2 {
             let Some((_, dir)) = self.dirs.first() else {
                 return Ok(());
             };
             let mut list = Vec::with_capacity(rules.len() + DEFAULT_ALLOWED.len() + 1);
-            if rules.is_empty() {
+            if deny_first {
                 list.push(bpf::Rule::parse(false, DENY_ALL)?);
             }
             for r in rules {
@@ -43,7 +47,7 @@ impl Cgroup {
             }
             return Ok(());
         };
-        if rules.is_empty() {
+        if deny_first {
             write_rule(dir, false, DENY_ALL)?;
         }
         for r in rules {
@@ -116,7 +120,7 @@ mod tests {
 
     /// v1, on a fake directory (each write replaces the file: the last rule stays).
     #[test]
-    fn no_rules_deny_everything_but_the_defaults() {
+    fn without_a_rule_for_every_device_all_are_denied_first() {
         let dir = std::env::temp_dir().join(format!("mypod-devices-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let cg = Cgroup {
@@ -124,14 +128,24 @@ mod tests {
             v2: false,
             unified: None,
         };
+        let deny = || fs::read_to_string(dir.join("devices.deny")).unwrap_or_default();
         cg.apply_devices(&[]).unwrap();
-        let deny = fs::read_to_string(dir.join("devices.deny")).unwrap();
+        assert_eq!(deny(), DENY_ALL);
         let allow = fs::read_to_string(dir.join("devices.allow")).unwrap();
-        fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(deny, DENY_ALL);
         assert_eq!(Some(allow.as_str()), DEFAULT_ALLOWED.last().copied());
-        // And on v2 the filter starts with it.
-        let rule = bpf::Rule::parse(false, DENY_ALL);
-        assert!(rule.is_ok());
+        // Only an allow rule: still denied first.
+        fs::remove_file(dir.join("devices.deny")).unwrap();
+        let only_allow: LinuxDeviceCgroup =
+            serde_json::from_str(r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}"#)
+                .unwrap();
+        cg.apply_devices(&[only_allow]).unwrap();
+        assert_eq!(deny(), DENY_ALL);
+        // A first rule about every device is the spec's own start: nothing added.
+        fs::remove_file(dir.join("devices.deny")).unwrap();
+        let all: LinuxDeviceCgroup =
+            serde_json::from_str(r#"{"allow":true,"access":"rwm"}"#).unwrap();
+        cg.apply_devices(&[all]).unwrap();
+        assert_eq!(deny(), "");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
