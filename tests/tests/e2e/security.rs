@@ -328,6 +328,42 @@ fn compat(b: mypod_tests::containerd::Builder) -> mypod_tests::containerd::Build
 }
 per_version!(device_nodes_outside_the_rules_cannot_be_opened with compat);
 
+/// The same with a spec that has no device rules at all, and with one that only allows
+/// /dev/null: the container gets "deny all" first, as with runc. Mypod used to leave the
+/// parent cgroup's rules (on v1 usually every device) and the open reached the device.
+fn device_nodes_stay_denied_without_a_deny_rule(c: &Containerd) {
+    let probe = [
+        "/bin/sh",
+        "-c",
+        "mknod /tmp/loop b 7 0 && echo made; head -c1 /tmp/loop >/dev/null",
+    ];
+    let only_null = serde_json::json!([
+        { "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" }
+    ]);
+    for (id, rules) in [("nodevrules", None), ("allowonly", Some(only_null))] {
+        let mut spec = c.config_spec(id, &probe);
+        match rules {
+            Some(r) => spec["linux"]["resources"]["devices"] = r,
+            None => {
+                if let Some(r) = spec["linux"]["resources"].as_object_mut() {
+                    r.remove("devices");
+                }
+            }
+        }
+        let out = c.run_config(id, &[], &spec);
+        assert!(
+            out.stdout.contains("made"),
+            "{id}: mknod should work:\n{out}"
+        );
+        assert!(
+            out.stderr.contains("Operation not permitted"),
+            "{id}: opening the block device must be refused:\n{out}"
+        );
+        c.assert_clean(id);
+    }
+}
+per_version!(device_nodes_stay_denied_without_a_deny_rule with compat);
+
 /// Issue 13 (the runc CVE-2019-5736 class): a container gets the setup helper to exec a
 /// script whose interpreter is `/proc/self/exe`, so the kernel runs the shim's binary again
 /// inside the container; the container opens `/proc/PID/exe` of that process and holds the
