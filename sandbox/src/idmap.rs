@@ -170,6 +170,12 @@ pub fn clone_tree(src: &Path, recursive: bool) -> std::io::Result<OwnedFd> {
     open_tree(src, recursive)
 }
 
+/// A detached copy of what `at` names, with its submounts: no path looked up again.
+pub fn clone_tree_at(at: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
+    let flags = libc::AT_RECURSIVE as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    open_tree_raw(at.as_raw_fd(), c"", flags)
+}
+
 /// A user namespace with these mappings: a child cloned into it waits while we write its
 /// maps and open a descriptor of it, then exits; the namespace lives on in the descriptor.
 pub(crate) fn userns_with(uid: &[IdRange], gid: &[IdRange]) -> std::io::Result<OwnedFd> {
@@ -198,13 +204,24 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 fn open_tree(src: &Path, recursive: bool) -> std::io::Result<OwnedFd> {
     let path = std::ffi::CString::new(src.as_os_str().as_encoded_bytes())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: open_tree(2) with a NUL-terminated path; a non-negative result is a new
-    // descriptor owned by nobody else.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    let flags = if recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
+    };
+    open_tree_raw(libc::AT_FDCWD, &path, flags)
+}
+
+/// open_tree(2) with OPEN_TREE_CLONE | O_CLOEXEC and `flags`.
+fn open_tree_raw(
+    dirfd: i32,
+    path: &std::ffi::CStr,
+    flags: libc::c_uint,
+) -> std::io::Result<OwnedFd> {
+    let flags = flags | OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    // SAFETY: open_tree(2) with a NUL-terminated path that outlives the call; a
+    // non-negative result is a new descriptor owned by nobody else.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, dirfd, path.as_ptr(), flags) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -6,6 +6,7 @@
 pub mod devices;
 pub mod freezer;
 pub mod layout;
+pub mod members;
 pub mod oom;
 pub mod placement;
 pub mod resources;

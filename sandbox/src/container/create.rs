@@ -190,10 +190,11 @@ impl Container {
         t: &mut Phases,
     ) -> Result<Container, ContainerError> {
         let rootfs = rootfs_path(&spec, &opts.bundle);
-        let cgroup = Cgroup::new(layout, &cgroups_path(&spec, &opts.id))?;
+        let path = cgroups_path(&spec, &opts.id);
+        let cgroup = Cgroup::new(layout, &path)?;
         // Before it is ours to kill and remove (`partial`, and a dead shim's `delete`,
         // which acts only on a cgroup the bundle marks as the container's own).
-        cgroup.ensure_unused(&cgroups_path(&spec, &opts.id))?;
+        cgroup.ensure_unused(&path)?;
         super::cleanup::mark_cgroup_owned(&opts.bundle)?;
         partial.cgroup = Some(cgroup.clone());
         cgroup.create()?;

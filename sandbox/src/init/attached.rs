@@ -42,15 +42,8 @@ pub fn bind(src: &Path, recursive: bool, at: &OwnedFd) -> std::io::Result<OwnedF
 /// Binds what `at` names (with its submounts) over itself and returns the new mount: one
 /// lookup, the one that opened `at`.
 pub fn bind_over(at: &OwnedFd) -> std::io::Result<OwnedFd> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    let flags = OPEN_TREE_CLONE
-        | libc::O_CLOEXEC as libc::c_uint
-        | libc::AT_RECURSIVE as libc::c_uint
-        | libc::AT_EMPTY_PATH as libc::c_uint;
-    // SAFETY: open_tree(2) on our descriptor with an empty NUL-terminated path; a
-    // non-negative result is a new descriptor nothing else owns.
-    let tree = unsafe { libc::syscall(libc::SYS_open_tree, at.as_raw_fd(), c"".as_ptr(), flags) };
-    let tree = owned(tree)?;
+    use std::os::fd::AsFd;
+    let tree = crate::idmap::clone_tree_at(at.as_fd())?;
     crate::idmap::attach(tree.as_raw_fd(), at.as_raw_fd())?;
     Ok(tree)
 }
